@@ -35,6 +35,23 @@ def new_figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), layout="tight")
 
 
+def legend_below(figure: Any, **options: Any) -> Any:
+    """The figure's legend under everything its axes draw (their tick labels, however far they reach), off the data.
+
+    A legend inside the axes sat on the curves it names; one placed below them at a fixed offset, on long
+    class names turned under the axis. The figure is laid out ``constrained`` from then on, which keeps it clear.
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+        The figure whose artists carry the labels to list.
+    **options
+        Passed on to ``Figure.legend`` (``ncols``, ``fontsize``).
+    """
+    figure.set_layout_engine("constrained")
+    return figure.legend(loc="outside lower center", **options)
+
+
 def save_png(figure: Any, out_png: Path) -> Path:
     """Write ``figure`` to ``out_png`` atomically; no software version in the file, so the same
     data give the same bytes.

@@ -11,12 +11,13 @@ per-channel numbers are in ``report.json``.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
-from biofound_cli.figures import new_figure, save_png
+from biofound_cli.figures import legend_below, new_figure, save_png
 from biofound_cli.metrics import CHANNEL_TASKS, REGRESSION_TASKS, class_names, classification_metrics
 from biofound_cli.plural import counted
 
@@ -56,6 +57,40 @@ def plot_title(
     count = f"{level}s" if n is None else counted(n, level)
     parts = [part for part in (model, f"{split} split" if split else None, count) if part]
     return f"{what}\n{' · '.join(parts)}"
+
+
+def class_ticks(axes: Any, positions: Sequence[float] | np.ndarray, names: Sequence[str]) -> bool:
+    """Name the classes under ``positions`` of the x axis: upright where they fit, turned 45° where two would overlap.
+
+    The figure is drawn once to measure the names as they are laid out, so a few long names (UCI EMG's
+    "hand clenched in a fist") turn as a dozen short ones do, and a few short ones stay upright.
+
+    Parameters
+    ----------
+    axes : matplotlib.axes.Axes
+        The axes whose x ticks name the classes; its figure has its size and other artists already.
+    positions : sequence of float | np.ndarray
+        Where each class sits on the x axis.
+    names : sequence of str
+        The class names, in the order of ``positions``.
+
+    Returns
+    -------
+    bool
+        Whether the names were turned.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    axes.set_xticks(positions, names)
+    renderer = FigureCanvasAgg(axes.figure).get_renderer()
+    axes.figure.draw(renderer)
+    labels = axes.get_xticklabels()
+    # Half a font size between neighbours at least, so two names do not read as one.
+    gaps = [right.x0 - left.x1 for left, right in pairwise(label.get_window_extent(renderer) for label in labels)]
+    crowded = any(gap < renderer.points_to_pixels(labels[0].get_fontsize() / 2) for gap in gaps)
+    if crowded:
+        axes.set_xticks(positions, names, rotation=45, ha="right", rotation_mode="anchor")
+    return crowded
 
 
 Curve = tuple[int, str, np.ndarray, np.ndarray]
@@ -246,7 +281,7 @@ def confusion_figure(
             text = f"{values[i, j]:.2f}" if normalize else f"{int(values[i, j])}"
             colour = "white" if values[i, j] > 0.5 * peak else "black"
             axes.text(j, i, text, ha="center", va="center", color=colour, fontsize="small")
-    axes.set_xticks(range(n_classes), names, rotation=45 if n_classes > 4 else 0, ha="right" if n_classes > 4 else "center")
+    class_ticks(axes, range(n_classes), names)
     axes.set_yticks(range(n_classes), names)
     default_title = "Confusion matrix (row-normalised)" if normalize else "Confusion matrix (counts)"
     axes.set(xlabel="predicted", ylabel="true", title=title or default_title)
@@ -271,7 +306,7 @@ def per_class_figure(per_class: Sequence[Mapping[str, Any]], title: str = "Per-c
     keys = ("precision", "recall", "f1")
     positions = np.arange(len(names))
     width = 0.8 / len(keys)
-    crowded = len(names) > 6  # upright labels of 18+ bars would overlap: turn them
+    crowded = len(names) > 6  # upright values over 18+ bars would overlap: turn them
     figure = new_figure(max(5.0, 0.8 * len(names) + 2.5), 4.4)
     axes = figure.subplots()
     for offset, key in enumerate(keys):
@@ -289,9 +324,9 @@ def per_class_figure(per_class: Sequence[Mapping[str, Any]], title: str = "Per-c
                 fontsize="x-small",
                 rotation=90 if crowded else 0,
             )
-    axes.set_xticks(positions, names, rotation=45 if crowded else 0, ha="right" if crowded else "center")
     axes.set(ylim=(0, 1.22 if crowded else 1.12), ylabel="score", title=title)
-    axes.legend(fontsize="small", ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.3 if crowded else -0.15))
+    legend_below(figure, fontsize="small", ncols=3)
+    class_ticks(axes, positions, names)
     return figure
 
 

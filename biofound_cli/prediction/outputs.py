@@ -34,7 +34,7 @@ import numpy as np
 
 from biofound_cli.atomic import atomic_path, write_text_atomic
 from biofound_cli.errors import UsageError
-from biofound_cli.figures import new_figure, save_png
+from biofound_cli.figures import legend_below, new_figure, save_png
 from biofound_cli.metrics import class_names
 from biofound_cli.models.checkpoints import recorded_output_names
 from biofound_cli.tasks import RECONSTRUCTION
@@ -251,5 +251,5 @@ def plot_probabilities(path: Path, starts: np.ndarray, window_seconds: float, ta
     axes.set_xlabel("time (s, window middle)")
     axes.set_ylabel(table.y_label)
     axes.set_title(title, fontsize=9)
-    axes.legend(loc="upper right", fontsize=7, ncol=min(max(len(names), 1), 5))
+    legend_below(figure, fontsize=7, ncols=min(max(len(names), 1), 5))
     return save_png(figure, path)

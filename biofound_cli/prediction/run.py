@@ -740,7 +740,8 @@ def _finish(
     )
     table = score_table(model.task, scores, _column_names(model), model.ch_names)
     windows = counted(len(prepared.start_seconds), "window")
-    title = f"{model.description} ({model.path.name}) on {Path(prepared.source_path).name}, {windows}"
+    # By its id, as its PNG, its table and the summary name it: subjects 01 and 31 may each hold a 1_raw_data.txt.
+    title = f"{model.description} ({model.path.name}) on {prepared.recording_id}, {windows}"
     path = table_path(out, prepared.recording_id, fmt)
     result = RecordingResult(
         prepared.recording_id,

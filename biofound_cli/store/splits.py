@@ -196,7 +196,9 @@ def _empty_split_warning(names: list[str], n_free: int, has_official: bool, n_ke
             f"{split_is} empty: every subject's windows have an official split and none is {which}; "
             f"give the corpus such a split{hint}, or set {fractions} = 0 and the other fractions to add up to 1"
         )
-    free = counted(n_free, "subject") + (" without an official split" if has_official else "")
+    # With official splits, the subjects pack places are those of no official split and those officially train
+    # alone (rule 2 of docs/pack.md): UCI EMG's subject 01 was said to have no official split.
+    free = counted(n_free, "subject") + (" whose split pack chooses (officially train, or of no split)" if has_official else "")
     return (
         f"{split_is} empty: {free} cannot fill train, val and test without sharing a subject; "
         f"add recordings or set {fractions} to 0"

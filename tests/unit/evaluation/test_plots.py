@@ -245,3 +245,35 @@ def test_channel_curves_say_they_pool_and_give_the_headline_mean_beside_them():
     }
     assert legends["roc.png"][1:] == ["1 (pooled AUROC 0.750)", "headline: mean over 2 channels, AUROC 1.000"]
     assert legends["pr.png"][-1] == "headline: mean over 2 channels, AUPR 1.000" and "pooled AUPR" in legends["pr.png"][0]
+
+
+def _overlaps(figure) -> list[str]:
+    """What overlaps once the figure is laid out as saved: two upright class names of the x axis, or the legend and one."""
+    from itertools import pairwise
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    axes = figure.axes[0]
+    names = [(label.get_text(), label.get_window_extent(renderer), label.get_rotation()) for label in axes.get_xticklabels()]
+    upright = [(a, b) for (a, box, turn), (b, other, _) in pairwise(names) if turn == 0 and box.overlaps(other)]
+    legends = [legend.get_window_extent(renderer) for legend in [*figure.legends, axes.get_legend()] if legend]
+    covered = [("legend", name) for legend in legends for name, box, _ in names if legend.overlaps(box)]
+    return [f"{a} / {b}" for a, b in upright + covered]
+
+
+def test_class_names_of_a_few_long_gestures_do_not_overlap_and_short_ones_stay_upright() -> None:
+    # UCI EMG's six gestures ("hand clenched in a fist") were written upright and ran into each other
+    # under per_class.png's bars: names turned only past 6 classes, whatever their length.
+    from biofound_cli.corpora.uci_emg import GESTURE_NAMES
+    from biofound_cli.evaluation.plots import confusion_figure, per_class_figure
+
+    def per_class(names):
+        return per_class_figure([{"label": name, "precision": 0.5, "recall": 0.5, "f1": 0.5} for name in names])
+
+    long_names = GESTURE_NAMES[:6]
+    for figure in (per_class(long_names), confusion_figure(np.eye(6, dtype=int), long_names)):
+        assert _overlaps(figure) == []
+    for figure in (per_class(["rest", "fist"]), confusion_figure(np.eye(6, dtype=int), list("abcdef"))):
+        assert {label.get_rotation() for label in figure.axes[0].get_xticklabels()} == {0.0}

@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -148,6 +149,8 @@ def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_each_recordings_png_is_titled_with_the_model_the_recording_and_its_windows(classifier, tmp_path, monkeypatch) -> None:
     # Evaluate's PNGs name the model, the split and N; predict's named the model and the recording only.
+    # The recording by its file's name: UCI EMG's subjects 01 and 31 each holding 1_raw_data_....txt gave PNGs
+    # titled alike; it is named by its id, as its PNG, its table and the summary name it.
     from biofound_cli.prediction import outputs
 
     titles: dict[str, str] = {}
@@ -161,10 +164,14 @@ def test_each_recordings_png_is_titled_with_the_model_the_recording_and_its_wind
 
     monkeypatch.setattr(outputs, "save_png", keep_title)
     checkpoint, recordings = classifier
-    summary = _predict(str(checkpoint), str(recordings), "--out", str(tmp_path / "out"))
+    for subject in ("s01", "s31"):
+        shutil.copytree(recordings, tmp_path / "rec" / subject)
+    pattern = r"preprocess.options.pattern=(?P<subject>s\d+)/R_(?P<repetition>\d+)_C_(?P<class>\d+)_EMG\.csv"
+    summary = _predict(str(checkpoint), str(tmp_path / "rec"), "--set", pattern, "--out", str(tmp_path / "out"))
+    assert summary["predicted"] == 4 and len({title.split(" on ")[1] for title in titles.values()}) == 4
     for entry in summary["recordings"]:
         title = titles[entry["recording_id"]]
-        assert title.startswith("TinyMyo") and f"({checkpoint.name}) on {Path(entry['source_path']).name}, " in title
+        assert title.startswith("TinyMyo") and f"({checkpoint.name}) on {entry['recording_id']}, " in title
         assert title.endswith(f", {entry['windows']} windows"), title
 
 
@@ -1753,3 +1760,23 @@ def test_ctrl_c_before_the_first_table_says_no_recording_was_predicted(classifie
     assert errors == ["error: stopped by Ctrl-C; before any recording was predicted, so re-run the same command"], stderr
     rerun = subprocess.run(biofound(*args), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and json.loads(rerun.stdout.strip().splitlines()[-1])["predicted"] == 2, rerun.stderr
+
+
+def test_a_recordings_png_keeps_its_legend_off_the_curves(tmp_path, monkeypatch) -> None:
+    # Six UCI EMG gestures in a legend of five columns at the upper right sat on the curves it named.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from biofound_cli.corpora.uci_emg import GESTURE_NAMES
+    from biofound_cli.prediction import outputs
+
+    figures = []
+    monkeypatch.setattr(outputs, "save_png", lambda figure, path: figures.append(figure) or path)
+    names = list(GESTURE_NAMES[:6])
+    table = outputs.score_table("mcc", np.random.default_rng(0).dirichlet(np.ones(6), 12), names, None)
+    outputs.plot_probabilities(tmp_path / "r.png", np.arange(12) * 1.25, 5.0, table, "TinyMyo on r, 12 windows")
+    [figure] = figures
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    [legend] = figure.legends or [figure.axes[0].get_legend()]
+    assert [text.get_text() for text in legend.get_texts()] == names
+    assert not legend.get_window_extent(renderer).overlaps(figure.axes[0].get_window_extent(renderer))

@@ -352,3 +352,16 @@ def test_a_split_whose_subjects_were_removed_says_why_it_stays_empty(tmp_path):
         "subjects it placed elsewhere keep their split; delete splits.json in the packed folder to split every subject "
         "anew (models trained on the old split must not be evaluated on the new one), or add recordings"
     ]
+
+
+def test_an_empty_val_with_official_splits_says_which_subjects_pack_placed():
+    # UCI EMG's subjects 01 (officially train) and 31 (test): val stayed empty "as 1 subject without an
+    # official split cannot fill" it, while subject 01 has one; pack chooses its split, between train and val.
+    result = assign_subjects(
+        {"01": 12}, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=42, fixed_counts={"test": 12}, allowed={"01": ("train", "val")}
+    )
+    assert result.splits == {"01": "train"}
+    assert result.warnings == [
+        "split 'val' is empty: 1 subject whose split pack chooses (officially train, or of no split) cannot fill train, "
+        "val and test without sharing a subject; add recordings or set pack.val to 0"
+    ]
