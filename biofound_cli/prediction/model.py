@@ -539,7 +539,7 @@ def _onnx_model(folder: Path, config: dict[str, Any], graph: Path) -> Prediction
         description=", ".join(
             part
             for part in [
-                f"{config.get('model', '')} {config.get('variant') or ''} ({graph.name})".strip(),
+                f"{config.get('model', '')} {config.get('variant') or ''}".strip(),
                 config.get("fine_tuning"),
             ]
             if part

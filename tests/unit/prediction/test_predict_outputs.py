@@ -90,6 +90,8 @@ def test_a_per_channel_head_gives_a_probability_per_channel_and_class(tmp_path, 
     export_checkpoint(checkpoint, "onnx", tmp_path / "export")
     onnx = _predict(str(tmp_path / "export"), str(tmp_path / "rec"), "--out", str(tmp_path / "onnx"))
     assert onnx["runtime"] == "onnxruntime" and onnx["predicted"] == summary["predicted"] == 2
+    # Described alike whichever way it runs (the graph's name, which PNG titles add, was in the ONNX one twice).
+    assert onnx["model_description"] == summary["model_description"]
     onnx_rows = _rows(tmp_path / "onnx" / "R_0_C_0_EMG.csv")
     assert list(onnx_rows[0]) == list(rows[0])
     np.testing.assert_allclose(
