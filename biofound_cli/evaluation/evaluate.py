@@ -225,37 +225,6 @@ def resolve_split(recipe: Any, split: str, source: str) -> Path:
     return Path(path)
 
 
-def transform_name(recipe: Any, head: Any, source: str) -> str:
-    """The input normalisation to score with: `data.transform`, else the checkpoint's, else the variant's default.
-
-    Parameters
-    ----------
-    recipe : Recipe | None
-        Its `[data]` section may name a transform.
-    head : HeadInfo
-        The loaded checkpoint.
-    source : str
-        The recipe file, named in messages.
-    """
-    from biofound_cli.models.registry import VARIANTS
-
-    stored = head.metadata.transform
-    data = recipe.data if recipe is not None else None
-    if data is not None and data.transform is not None:
-        if stored is not None and stored != data.transform:
-            logger.warning(
-                f"{source}: data.transform = {recipe.data.transform!r} but the checkpoint was trained with "
-                f"{stored!r}; scoring with {recipe.data.transform!r} as the recipe asks (unset it to use the checkpoint's)"
-            )
-        return recipe.data.transform
-    if stored is not None:
-        return stored
-    if head.variant in VARIANTS:
-        # The same choice fine-tuning made when data.transform was unset (training/setup.py).
-        return VARIANTS[head.variant].default_transform(head.task)
-    raise UsageError(f"{source}: the checkpoint does not say which input normalisation it was trained with; set data.transform")
-
-
 def _check_channels(head: Any, info: Any, checkpoint: Path) -> None:
     """Channels are matched by name: a fixed-montage model must see the channels it was trained on, in order."""
     trained = head.metadata.ch_names
@@ -541,6 +510,7 @@ def _check_finite(y_score: np.ndarray, split: Path, checkpoint_path: Path) -> No
 
 def _objective(recipe: Any, source: str, head: Any, info: Any, task: str, checkpoint: Path) -> Any:
     """How the model is fed, and its loss: the one of ``[train]``, as training's ``val_loss`` (``loss_options``)."""
+    from biofound_cli.models.checkpoints import checkpoint_transform
     from biofound_cli.models.transforms import get_transform
     from biofound_cli.recipes.training import TrainSection
     from biofound_cli.training.objectives import Objective, channel_inputs, loss_options, unfitting_loss
@@ -552,7 +522,7 @@ def _objective(recipe: Any, source: str, head: Any, info: Any, task: str, checkp
     if problem:
         raise UsageError(f"{source}: {problem}")
     locations, _ = channel_inputs(head.model_family, task, placed_channels(head, info, checkpoint), info.channel_positions)
-    transform = get_transform(transform_name(recipe, head, source))
+    transform = get_transform(checkpoint_transform(head, recipe.data.transform if recipe.data else None, source))
     return Objective(head.family, task, transform=transform, channel_locations=locations, **loss_options(train))
 
 

@@ -163,6 +163,7 @@ def export_checkpoint(
     reporter: ProgressReporter = NO_PROGRESS,
     tolerance: float = 1e-4,
     opset: int = 17,
+    transform: str | None = None,
 ) -> ExportResult:
     """Export a biofound checkpoint to each of ``formats`` in the folder ``out``, verify every file, and write its card.
 
@@ -197,6 +198,9 @@ def export_checkpoint(
         Largest max-abs difference a float artefact may show against PyTorch.
     opset : int
         ONNX opset (17 or later).
+    transform : str | None
+        The input normalisation a recipe names (``data.transform``; ``config.json`` and the card say it); by
+        default the checkpoint's (:func:`~biofound_cli.models.checkpoints.checkpoint_transform`).
 
     Returns
     -------
@@ -225,7 +229,7 @@ def export_checkpoint(
 
         require_onnx()
         check_opset(opset)
-    options = _Options(quantize, tolerance, opset, None, reporter, acknowledge_license)
+    options = _Options(quantize, tolerance, opset, None, reporter, acknowledge_license, transform)
     # SIGTERM (a job's time limit, `timeout`) stops it as Ctrl-C does; its default action killed the
     # process without a word and left the staging folder and the folders made for --out behind.
     stopped = (
@@ -272,7 +276,7 @@ def _export_into(
         options.info = read_packed_info(split)
         options.info.check_holds_windows("the export cannot be scored or calibrated on it", "pass another --split")
     run = model_card.find_run(checkpoint_path)
-    source = load_source(checkpoint_path, split_info=options.info, run_recipe=run.recipe)
+    source = load_source(checkpoint_path, split_info=options.info, transform=options.transform)
     if options.info is not None:
         options.order = _check_split(source, options.info)
     run = model_card.find_report(run, source.sha256)
@@ -312,6 +316,7 @@ class _Options:
     info: Any
     reporter: ProgressReporter
     acknowledged: bool
+    transform: str | None
     order: Any = None
     """The head output of each of the split's classes (:func:`~biofound_cli.evaluation.predict.class_order`)."""
 

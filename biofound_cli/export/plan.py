@@ -30,6 +30,8 @@ class ExportPlan:
     out: Path
     acknowledge_license: bool
     overwrite: bool = False
+    transform: str | None = None
+    """The recipe's ``data.transform`` (a run's: the one it trained with); else the checkpoint's."""
 
 
 def check_export(recipe: Recipe, source: str, *, require_files: bool = True) -> ExportPlan:
@@ -84,6 +86,7 @@ def check_export(recipe: Recipe, source: str, *, require_files: bool = True) -> 
         out=section.out or recipe.run_dir("finetune") / "export",
         acknowledge_license=section.acknowledge_license,
         overwrite=section.overwrite,
+        transform=recipe.data.transform if recipe.data is not None else None,
     )
 
 
@@ -162,4 +165,5 @@ def run_export(plan: ExportPlan, reporter: ProgressReporter = NO_PROGRESS) -> Ex
         reporter=reporter,
         tolerance=plan.tolerance,
         opset=plan.opset,
+        transform=plan.transform,
     )

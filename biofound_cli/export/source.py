@@ -16,7 +16,13 @@ import torch
 from torch import nn
 
 from biofound_cli.errors import CheckpointError, UsageError
-from biofound_cli.models.checkpoints import CheckpointMetadata, existing_weights, file_sha256, read_metadata
+from biofound_cli.models.checkpoints import (
+    CheckpointMetadata,
+    checkpoint_transform,
+    existing_weights,
+    file_sha256,
+    read_metadata,
+)
 from biofound_cli.models.registry import VARIANTS
 from biofound_cli.tasks import RECONSTRUCTION, score_rule
 
@@ -246,18 +252,6 @@ class DeployModule(nn.Module):
         return self.model_family.deploy_forward(self.model, x, channel_locations, channel_names, self.pretraining)
 
 
-def _transform_of(head: HeadInfo, run_recipe: dict[str, Any] | None) -> str:
-    stored = head.metadata.transform
-    if stored in NORMALISATIONS:
-        return stored
-    recipe_transform = ((run_recipe or {}).get("data") or {}).get("transform")
-    if recipe_transform in NORMALISATIONS:
-        return recipe_transform
-    if head.variant in VARIANTS:
-        return VARIANTS[head.variant].default_transform(head.task)
-    return "none"
-
-
 def _window_shape(
     head: HeadInfo,
     kwargs: dict[str, Any],
@@ -310,7 +304,7 @@ def load_source(
     checkpoint: Path,
     *,
     split_info: PackedInfo | None = None,
-    run_recipe: dict[str, Any] | None = None,
+    transform: str | None = None,
 ) -> ExportSource:
     """Load ``checkpoint`` for export and work out the input the exported graph takes.
 
@@ -321,8 +315,9 @@ def load_source(
     split_info : PackedInfo | None
         A packed split the model will score; supplies the montage and window length where the
         checkpoint does not store them (LUNA takes any montage, so its graph is fixed to one).
-    run_recipe : dict | None
-        The resolved recipe of the run folder the checkpoint sits in (for the normalisation).
+    transform : str | None
+        The input normalisation a recipe names (``data.transform``); by default the checkpoint's
+        (:func:`~biofound_cli.models.checkpoints.checkpoint_transform`).
 
     Raises
     ------
@@ -330,7 +325,8 @@ def load_source(
         For a missing file (:func:`~biofound_cli.models.checkpoints.existing_weights` words it, as for every
         command that reads weights) or a file without biofound metadata.
     UsageError
-        For a LUNA checkpoint whose montage is known neither from it nor from a split.
+        For a LUNA checkpoint whose montage is known neither from it nor from a split, or a checkpoint
+        whose input normalisation is known neither from it nor from ``transform``.
     """
     from biofound_cli.evaluation.predict import load_for_evaluation
 
@@ -367,7 +363,7 @@ def load_source(
         head=head,
         ch_names=ch_names,
         label_names=label_names,
-        transform=_transform_of(head, run_recipe),
+        transform=checkpoint_transform(head, transform, str(checkpoint)),
         channel_locations=locations,
         metadata=replace(metadata, n_chans=n_channels, n_times=n_times, sfreq=sfreq),
         sha256=file_sha256(checkpoint),

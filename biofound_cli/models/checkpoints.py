@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from biofound_cli.models.family import ModelFamily
     from biofound_cli.models.registry import ModelVariant
     from biofound_cli.store.dataset import PackedInfo
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "model."
 FORMAT_VERSION = "1"
@@ -218,6 +221,43 @@ class CheckpointMetadata:
     def is_biofound(self) -> bool:
         """Whether the file can be rebuilt from its own metadata (official files cannot)."""
         return self.constructor_kwargs is not None
+
+
+def checkpoint_transform(head: Any, asked: str | None, source: str) -> str:
+    """The input normalisation a checkpoint is scored, exported or run with (``evaluate``, ``export``, ``predict``).
+
+    ``asked`` (a recipe's ``data.transform``) wins, with a warning where the checkpoint records another; then
+    the checkpoint's record; then the variant's default for its task, the choice training makes when
+    ``data.transform`` is unset (``training/setup.py``). A checkpoint that says none of these is refused: fed
+    unnormalised, or exported with a ``config.json`` saying ``none``, its scores would be wrong without a word.
+
+    Parameters
+    ----------
+    head : HeadInfo
+        The loaded checkpoint: its ``metadata``, ``variant`` and ``task``.
+    asked : str | None
+        The normalisation a recipe names (``data.transform``), if any.
+    source : str
+        The recipe or checkpoint file, named in messages.
+
+    Raises
+    ------
+    UsageError
+        For a checkpoint that records no normalisation and whose variant is not a registered one.
+    """
+    stored = head.metadata.transform
+    if asked is not None:
+        if stored is not None and stored != asked:
+            logger.warning(
+                f"{source}: data.transform = {asked!r} but the checkpoint was trained with {stored!r}; "
+                f"scoring with {asked!r} as the recipe asks (unset it to use the checkpoint's)"
+            )
+        return asked
+    if stored is not None:
+        return stored
+    if head.variant in VARIANTS:
+        return VARIANTS[head.variant].default_transform(head.task)
+    raise UsageError(f"{source}: the checkpoint does not say which input normalisation it was trained with; set data.transform")
 
 
 def checkpoint_metadata(

@@ -401,7 +401,7 @@ def _torch_model(
     way: TorchWay,
 ) -> PredictionModel:
     """A checkpoint on PyTorch, fed as ``evaluate`` feeds it (pre-training models: reconstruction error)."""
-    from biofound_cli.evaluation.evaluate import transform_name
+    from biofound_cli.models.checkpoints import checkpoint_transform
     from biofound_cli.models.transforms import get_transform
 
     loaded = _load_checkpoint(weights, value, recipe, chain, source)
@@ -410,7 +410,9 @@ def _torch_model(
     from_recipe = loaded.chain
     recipe_channels, recipe_labels = _chain_facts(from_recipe)
     ch_names = _channels_to_feed(head, metadata.ch_names or (config or {}).get("ch_names"), recipe_channels, loaded.source)
-    transform = get_transform(transform_name(loaded.recipe, head, loaded.source))
+    transform = get_transform(
+        checkpoint_transform(head, loaded.recipe.data.transform if loaded.recipe and loaded.recipe.data else None, loaded.source)
+    )
     model = loaded.model.to(way.device).eval()
     if way.compiled:
         from biofound_cli.models.compiled import compile_model

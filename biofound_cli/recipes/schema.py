@@ -68,7 +68,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "pretrain": _TRAINING_READS,
     "finetune": _TRAINING_READS,
     # evaluate and export find the run by output and model.variant; download.dest/revision locate hub: weights;
-    # evaluate reads train.device, export the [data] split that calibrates int8.
+    # evaluate reads train.device, export the [data] split that calibrates int8; both data.transform.
     "evaluate": ("download", "data", "model", "train", "output"),
     "export": ("export", "data", "model", "output"),
 }

@@ -1,12 +1,10 @@
-"""Which input normalisation evaluate scores with."""
+"""Which input normalisation evaluate, export and predict feed a checkpoint with (`checkpoint_transform`)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from biofound_cli.evaluation.evaluate import transform_name
-from biofound_cli.models.checkpoints import CheckpointMetadata
-from biofound_cli.recipes.training import DataSection
+from biofound_cli.models.checkpoints import CheckpointMetadata, checkpoint_transform
 
 
 def head(transform: str | None) -> SimpleNamespace:
@@ -14,14 +12,12 @@ def head(transform: str | None) -> SimpleNamespace:
 
 
 def test_the_checkpoints_normalisation_is_used_when_the_recipe_sets_none(caplog):
-    recipe = SimpleNamespace(data=DataSection())
-    assert transform_name(recipe, head("minmax"), "r.toml") == "minmax"
+    assert checkpoint_transform(head("minmax"), None, "r.toml") == "minmax"
     assert caplog.records == []
 
 
 def test_a_recipe_that_contradicts_the_checkpoint_is_followed_with_a_warning(caplog):
-    recipe = SimpleNamespace(data=DataSection(transform="none"))
-    assert transform_name(recipe, head("zscore"), "r.toml") == "none"
+    assert checkpoint_transform(head("zscore"), "none", "r.toml") == "none"
     [record] = caplog.records
-    assert record.levelname == "WARNING" and record.name == "biofound_cli.evaluation.evaluate"
+    assert record.levelname == "WARNING" and record.name == "biofound_cli.models.checkpoints"
     assert "data.transform = 'none'" in record.getMessage() and "'zscore'" in record.getMessage()

@@ -318,3 +318,37 @@ def test_a_set_of_the_export_section_applies_to_a_runs_export(tmp_path):
     import onnx
 
     assert onnx.load(str(run / "export" / "model.onnx")).opset_import[0].version == 18
+
+
+def test_a_checkpoint_that_does_not_say_its_normalisation_is_refused_until_data_transform_names_it(tmp_path):
+    # A custom configuration (no registered variant) that records no normalisation: config.json said `none`, so a
+    # deployment fed windows the model was never trained on, without a word. evaluate and predict refused it already.
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from biofound_cli.models.checkpoints import read_metadata, save_state_dict
+
+    ckpt = save_small(tmp_path / "custom.safetensors", "tinymyo")
+    save_state_dict(ckpt, load_file(ckpt), replace(read_metadata(ckpt), variant=None, transform=None))
+    out = tmp_path / "out"
+    refused = runner.invoke(app, ["export", str(ckpt), "-f", "safetensors", "--out", str(out)])
+    assert refused.exit_code == 2, refused.output
+    assert f"error: {ckpt}: the checkpoint does not say which input normalisation it was trained with; set data.transform" in (
+        refused.stderr
+    )
+    assert "Traceback" not in refused.output and not out.exists()
+    named = runner.invoke(app, ["export", str(ckpt), "-f", "safetensors", "--out", str(out), "--set", "data.transform=minmax"])
+    assert named.exit_code == 0, named.output
+    assert json.loads((out / "config.json").read_text())["normalisation"]["name"] == "minmax"
+
+
+def test_data_transform_names_the_exports_normalisation_as_it_does_evaluates_with_a_warning(tinymyo_ckpt, tmp_path):
+    # export kept the checkpoint's own and ignored data.transform, which evaluate and predict follow.
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["export", str(tinymyo_ckpt), "-f", "safetensors", "--out", str(out), "--set", "data.transform=minmax"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["normalisation"]["name"] == "minmax"
+    assert "data.transform = 'minmax' but the checkpoint was trained with 'none'" in result.stderr
