@@ -55,7 +55,7 @@ def test_torch_int8_quantises_every_linear_of_tinymyo(tinymyo_ckpt):
     model = models.load(tinymyo_ckpt).eval()
     chosen, kept = quantizable_linears(model)
     quantized, done, _ = quantize_linear(model)
-    assert done == chosen and not kept and len(chosen) == 5  # qkv, proj, fc1, fc2 and the head
+    assert done == chosen and not kept and len(chosen) == 4 * len(model.blocks) + 1  # qkv, proj, fc1, fc2 a block, the head
     assert all(type(module).__name__ == "Linear" for name, module in model.named_modules() if name in chosen)
     kinds = {type(module).__module__ for name, module in quantized.named_modules() if name in chosen}
     assert kinds == {"torch.ao.nn.quantized.dynamic.modules.linear"}
