@@ -236,6 +236,9 @@ _SLICE_NOTE = re.compile(r", for slice \d+/(\d+)$")
 def out_folder_holders(folder: Path, job: str) -> str | None:
     """Who holds ``folder``, the ``--out`` of a ``job``, now (:func:`held_out_folder`), for ``info``; None: no one.
 
+    Every run into it holds ``.<job>.lock``, the slices of an array job each with its line there, so that file
+    names them all.
+
     Parameters
     ----------
     folder : Path
@@ -246,19 +249,10 @@ def out_folder_holders(folder: Path, job: str) -> str | None:
     Returns
     -------
     str | None
-        The holder line (``pid 4242 on node07, started ...``), or for the slices of an array job each slice's
-        (``slice 1/4 by pid 4242 on node07, started ...; slice 2/4 by ...``).
+        The holder line (``pid 4242 on node07, started ...``), or the slices' (``pid 4242 on node07, started ...,
+        for slice 1/4; pid ...``).
     """
-    # The slices' lock files as _out_lock_name names them, their I and N read back (to order 10/12 after 9/12).
-    named = re.compile(re.escape(_out_lock_name(job, "@")).replace("@", r"(\d+)-of-(\d+)"))
-    slices = sorted(
-        (tuple(map(int, match.groups())), path)
-        for path in folder.glob(_out_lock_name(job, "*"))
-        if (match := named.fullmatch(path.name))
-    )
-    locks = [("", folder / _out_lock_name(job, None)), *((f"slice {index}/{count} by ", path) for (index, count), path in slices)]
-    held = [f"{part}{holder}" for part, path in locks if (holder := lock_holder(path)) is not None]
-    return "; ".join(held) or None
+    return lock_holder(folder / _out_lock_name(job, None))
 
 
 def _out_lock_name(job: str, label: str | None) -> str:
@@ -267,11 +261,13 @@ def _out_lock_name(job: str, label: str | None) -> str:
 
 
 def lock_holder(lock_file: Path) -> str | None:
-    """The holder line of ``lock_file`` (``pid 4242 on node07, started ...``) while a process holds it, else None.
+    """The holder line of ``lock_file`` (``pid 4242 on node07, started ...``) while a process holds it, else None;
+    the lines of shared holders, joined by ``; ``.
 
-    For ``info``, which says whether a run folder is being trained into. It takes a shared lock on the holder byte
-    and lets go at once, writing nothing: a job starting in that instant waits for it to let go, and is not refused.
-    A lock file left by a job that has ended holds a stale line, which is why the lock, not the file, is asked.
+    For ``info``, which says whether a run folder is being trained into, or a predict folder predicted into. It
+    takes a shared lock on the holder byte and lets go at once, writing nothing: a job starting in that instant
+    waits for it to let go, and is not refused. A lock file left by a job that has ended holds a stale line, which
+    is why the lock, not the file, is asked.
     Where the system locks no files with ``fcntl`` (Windows), None.
 
     Parameters
@@ -291,7 +287,9 @@ def lock_holder(lock_file: Path) -> str | None:
         except OSError as error:
             if error.errno in (errno.EACCES, errno.EAGAIN):
                 return _holders(handle)
-        return None  # held by no one (closing the file lets go of the lock), or not lockable here
+            return None  # not lockable here
+        # No job holds it alone; shared holders (readers, a predict's slices) may, each locking its own line.
+        return "; ".join(line for _, line in _live_lines(handle)) or None  # closing the file lets go of the probe
 
 
 def _write_line(handle: IO[str], holder: str) -> int | None:

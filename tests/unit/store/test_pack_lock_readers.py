@@ -88,3 +88,19 @@ def test_a_second_reader_ending_in_one_process_keeps_the_first_readers_hold(tmp_
     assert pack.returncode == ExitStatus.USAGE, pack.stderr
     assert f"is read by a running job, pid {os.getpid()} on " in pack.stderr and "reading it for finetune," in pack.stderr
     assert "evaluate" not in pack.stderr
+
+
+def test_the_holder_question_names_the_jobs_reading_a_folder(tmp_path):
+    # lock_holder answered None while only shared holders held a lock (readers, a predict's slices), so `info` could
+    # not name the slices of an array job predicting into a folder.
+    from biofound_cli.store.folder_lock import lock_holder
+    from biofound_cli.store.packer import held_for_reading
+
+    (tmp_path / "packed").mkdir()
+    with held_for_reading([tmp_path / "packed" / "train.h5"], "finetune"):
+        with held_for_reading([tmp_path / "packed" / "test.h5"], "evaluate"):
+            lock_file = next((tmp_path / "packed").glob(".*lock"))
+            holders = lock_holder(lock_file)
+    assert holders is not None and holders.count(f"pid {os.getpid()} on ") == 2, holders
+    assert "reading it for finetune" in holders and "reading it for evaluate" in holders
+    assert lock_holder(lock_file) is None  # both ended
