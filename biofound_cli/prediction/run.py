@@ -41,7 +41,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypedDict
 
 import numpy as np
 
@@ -77,6 +77,9 @@ from biofound_cli.store.worker_lifetime import (
 )
 from biofound_cli.store.worker_pool import pool_results, worker_pool
 from biofound_cli.tasks import RECONSTRUCTION
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's from Python 3.11
 
 logger = logging.getLogger(__name__)
 
@@ -468,6 +471,18 @@ def predict_out_held(out: Path, shard: Slice | None = None) -> Iterator[None]:
             yield
 
 
+class PredictOptions(TypedDict, total=False):
+    """The keywords :func:`run_predict` passes on to :func:`predict_held` (mypy holds them to its signature)."""
+
+    fmt: str
+    batch_size: int
+    workers: int
+    force: bool
+    duplicates: list[Duplicate] | None
+    not_read: Mapping[str, int] | None
+    reporter: ProgressReporter
+
+
 def run_predict(
     model: PredictionModel,
     chain: PredictionChain,
@@ -475,7 +490,7 @@ def run_predict(
     out: Path,
     *,
     shard: Slice | None = None,
-    **options: Any,
+    **options: Unpack[PredictOptions],
 ) -> PredictReport:
     """Predict every recording of ``refs`` into ``out``, holding it meanwhile (:func:`predict_out_held`).
 
@@ -483,7 +498,7 @@ def run_predict(
     ----------
     model, chain, refs, out, shard : PredictionModel, PredictionChain, list of RecordingRef, Path, Slice | None
         As :func:`predict_held` takes them.
-    **options
+    **options : PredictOptions
         The other keywords of :func:`predict_held` (``fmt``, ``batch_size``, ``workers``, ``force``, ``duplicates``,
         ``not_read``, ``reporter``).
 
