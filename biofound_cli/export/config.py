@@ -14,7 +14,8 @@ from typing import Any
 
 from biofound_cli import __version__
 from biofound_cli.export.artefact import Artefact
-from biofound_cli.export.source import NORMALISATIONS, ExportSource
+from biofound_cli.export.source import ExportSource
+from biofound_cli.models.transforms import transform_formula
 
 FORMAT_VERSION = "2"
 
@@ -80,7 +81,7 @@ def build_config(
         "n_channels": source.n_channels,
         "n_times": source.n_times,
         "label_names": source.label_names,
-        "normalisation": {"name": source.transform, "formula": NORMALISATIONS.get(source.transform)},
+        "normalisation": {"name": source.transform, "formula": transform_formula(source.transform)},
         "inputs": {name: input_specs[name] for name in source.input_names},
         "output": source.output_name,
         "outputs": {source.output_name: source.output_spec()},

@@ -22,8 +22,9 @@ from typing import Any
 from biofound_cli import __version__
 from biofound_cli.atomic import read_json_object
 from biofound_cli.export.artefact import Artefact
-from biofound_cli.export.source import NORMALISATIONS, ExportSource
+from biofound_cli.export.source import ExportSource
 from biofound_cli.models.registry import LICENSE
+from biofound_cli.models.transforms import transform_formula
 
 LICENSE_ID = "cc-by-nd-4.0"
 LICENSE_URL = "https://creativecommons.org/licenses/by-nd/4.0/"
@@ -349,7 +350,7 @@ def _input_lines(source: ExportSource) -> list[str]:
         f"- Windows of {source.n_channels} channels × {source.n_times} samples"
         + (f" at {source.sfreq:g} Hz ({source.metadata.window_seconds:g} s)" if source.metadata.window_seconds else ""),
         "- Channels, in order: " + (", ".join(source.ch_names) if source.ch_names else "not recorded in the checkpoint"),
-        f"- Normalisation before the model (`{source.transform}`): {NORMALISATIONS.get(source.transform, source.transform)}",
+        f"- Normalisation before the model (`{source.transform}`): {transform_formula(source.transform) or source.transform}",
         "- Graph inputs: " + ", ".join(f"`{name}`" for name in source.input_names) + f"; output `{source.output_name}`",
         "",
     ]

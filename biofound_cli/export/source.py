@@ -34,15 +34,9 @@ TRACE_BATCH = 2
 """Windows in the batch ONNX and TorchScript graphs are traced on."""
 VERIFY_BATCH = 3
 """Windows in the batch a written artefact is checked on: not the traced batch size, so a batch axis baked in fails."""
+
+
 # Written beside the weights so that a deployment knows how to feed the graph.
-NORMALISATIONS = {
-    "femba-affine": "(x - q_lower) / (q_upper - q_lower + 1e-8) with q_lower = -20, q_upper = 20, i.e. (x + 20) / 40",
-    "zscore": "per window and channel over time: (x - mean) / (std + 1e-8), std unbiased",
-    "minmax": "per window and channel over time: ((x - min) / (max - min + 1e-8) - 0.5) * 2",
-    "none": "none: feed the preprocessed signal as it is",
-}
-
-
 @dataclass
 class ExportSource:
     """A loaded checkpoint and the facts about it that go into every artefact.
@@ -60,7 +54,7 @@ class ExportSource:
     label_names : list of str | None
         Class names of the head, in output order.
     transform : str
-        Input normalisation applied before the model (a key of :data:`NORMALISATIONS`).
+        Input normalisation applied before the model (a key of :data:`~biofound_cli.models.transforms.TRANSFORMS`).
     metadata : CheckpointMetadata
         The checkpoint's record, its window (``n_chans``, ``n_times``, ``sfreq``) completed from the
         split or the variant where the checkpoint leaves it out: the one place the export's window is read.
