@@ -13,6 +13,7 @@ from typing import Any
 from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import DataError
 from biofound_cli.evaluation.report import REPORT_FILE
+from biofound_cli.store.folder_lock import out_folder_running
 
 _REPORT_KEYS = ("headline", "source", "task")
 """The fields only an evaluation report has together: what tells it from another ``report.json``."""
@@ -71,4 +72,6 @@ def describe_evaluation_folder(folder: Path) -> dict[str, Any]:
         "bootstrap": report.get("bootstrap") is not None,
         "notes": report.get("notes") or [],
         "plots": sorted(path.name for path in folder.glob("*.png")),
+        # Whether an evaluate writes into it now (a stale lock file, of an evaluate killed, is not held).
+        "evaluating": out_folder_running(folder, "evaluate"),
     }

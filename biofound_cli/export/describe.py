@@ -16,6 +16,7 @@ from typing import Any
 from biofound_cli.atomic import read_json_object
 from biofound_cli.errors import DataError, existing_file, first_line
 from biofound_cli.export.out_folder import CONFIG_FILE
+from biofound_cli.store.folder_lock import out_folder_running
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ def describe_export_folder(folder: Path) -> dict[str, Any]:
         "source_checkpoint": config.get("source_checkpoint"),
         "artefacts": artefacts,
         "size_bytes": sum(int(entry.get("size_bytes") or 0) for entry in entries),
+        # Whether an export writes into it now: its lock held (a stale lock file, of an export killed, is not).
+        "exporting": out_folder_running(folder, "export"),
     }
 
 

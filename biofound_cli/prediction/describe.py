@@ -17,7 +17,7 @@ from biofound_cli.atomic import read_json_object
 from biofound_cli.corpora.not_read import JOURNAL_PATTERN, SUMMARY_KEYS, SUMMARY_PATTERN, is_predict_summary
 from biofound_cli.errors import DataError
 from biofound_cli.prediction.run import journal_lines, windows_predicted
-from biofound_cli.store.folder_lock import out_folder_holders
+from biofound_cli.store.folder_lock import out_folder_running
 from biofound_cli.store.preprocess_reports import in_current_names, tally_files, with_breakdown
 
 
@@ -87,7 +87,7 @@ def describe_predict_folder(folder: Path) -> dict[str, Any]:
         "tables_missing": [str(table) for table in tables if not table.is_file()],
         "interrupted": any(document.get("interrupted") for document in documents.values()),
         # Whether a predict writes into it now: its lock held (a stale lock file, of a predict killed, is not).
-        "predicting": f"running: {holder}" if (holder := out_folder_holders(folder, "predict")) else "not running",
+        "predicting": out_folder_running(folder, "predict"),
         "summaries": [str(path) for path in documents],
     }
     journals = sorted(folder.glob(JOURNAL_PATTERN))

@@ -14,6 +14,7 @@ from typing import Any
 
 from biofound_cli.errors import DataError
 from biofound_cli.store.describe import describe_h5
+from biofound_cli.store.folder_lock import out_folder_running
 from biofound_cli.store.preprocess_reports import REPORT_GLOB, read_preprocess_reports
 from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, is_packed_folder, split_file
 
@@ -63,6 +64,8 @@ def describe_shard_folder(folder: Path) -> dict[str, Any]:
         "kind": "shards",
         **summary.as_dict(),
         "shards_on_disk": {corpus: count for corpus, count in on_disk.items() if count},
+        # Whether a preprocess (or its slices) writes into it now; a pack reading it is not one.
+        "preprocessing": out_folder_running(folder, "preprocess"),
     }
 
 

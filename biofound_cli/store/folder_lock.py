@@ -1,13 +1,14 @@
 """One process at a time in a folder: a lock file the system releases when its holder ends, however it ends.
 
 Training holds its run folder (``runs/NAME/.lock``, :meth:`biofound_cli.training.run_folder.RunFolder.held`),
-``export``, ``evaluate`` and ``predict`` their ``--out`` (``.export.lock``, ``.evaluate.lock``, ``.predict.lock``, which
-the slices of ``predict --shard`` of one count share, each holding its own besides: :func:`held_out_folder`) and
-``pack`` its ``--out`` (``.pack.lock``), so two jobs given the
+``export``, ``evaluate``, ``predict`` and ``preprocess`` their ``--out`` (``.export.lock``, ``.evaluate.lock``,
+``.predict.lock``, ``.preprocess.lock``, which the slices of ``predict --shard`` or ``preprocess --shard`` of one count
+share, each holding its own besides: :func:`held_out_folder`) and ``pack`` its ``--out`` (``.pack.lock``), so two jobs given the
 same folder (a second ``sbatch``, a CI matrix, two shells) do not write into it at once: the second is refused
 in one line naming the first. ``finetune``, ``pretrain``, ``evaluate`` and ``export --split`` hold the packed
-folder they read with the shared form of pack's lock (:func:`biofound_cli.store.packer.held_for_reading`): any
-number read it at once, and a pack into it is refused while they do.
+folder they read with the shared form of pack's lock (:func:`biofound_cli.store.packer.held_for_reading`), and
+``pack`` the shard folder it reads with that of preprocess's (:func:`held_to_read`): any number read it at once,
+and a job writing into it is refused while they do.
 
 A lock file has two bytes that matter. Jobs lock :data:`_JOB_BYTE` without waiting, which is where one job refuses
 another. ``info`` asks (:func:`lock_holder`) by locking :data:`_HOLDER_BYTE` for an instant, which a job locks once it
@@ -206,6 +207,8 @@ def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = Non
     )
 
     def busy(holder: str, whose: str = "") -> str:
+        if READING in holder:  # jobs reading the folder (:func:`held_to_read`): packs of a preprocess's --out
+            return f"{folder} is read by {holder}; wait for that to end, then run the {job} again, or choose another --out"
         return f"{folder} is being {doing}{whose} by {holder}; wait for that {job} to end (or stop it), or choose another --out"
 
     if part is None:
@@ -218,7 +221,7 @@ def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = Non
         ),
         held_lock(
             lock_file,
-            lambda holder: busy(holder if _SLICE_NOTE.search(holder) else f"{holder}, without --shard"),
+            lambda holder: busy(holder if _SLICE_NOTE.search(holder) or READING in holder else f"{holder}, without --shard"),
             unheld,
             remove=True,
             shared=True,
@@ -229,15 +232,71 @@ def held_out_folder(folder: Path, job: str, doing: str, part: Slice | None = Non
         yield
 
 
+READING = "reading it for"
+"""What the holder line of a job reading a folder says after its start (:func:`held_to_read`): ``reading it for pack``."""
+
+
+@contextmanager
+def held_to_read(folder: Path, writer: str, reader: str, busy: Callable[[str], str]) -> Iterator[None]:
+    """Hold ``folder``, the ``--out`` of a ``writer`` job, for a ``reader`` job: refused while a ``writer`` writes it.
+
+    The shared form of the writer's lock (``.<writer>.lock``, :func:`held_out_folder`): any number of readers hold it
+    at once (``pack`` of a preprocessed folder, ``finetune`` of a packed one), and a ``writer`` into it is refused
+    while they do, in one line naming them. A reader needs no write access: it opens the lock file to read where it
+    may not write it, and a folder it may not write that holds no lock file yet (a read-only copy, which no
+    ``writer`` of this user can write either) is not held. A missing folder is not held.
+
+    Parameters
+    ----------
+    folder : Path
+        The folder read.
+    writer : str
+        The command that writes it (``preprocess``), named in the lock file's name.
+    reader : str
+        The command reading it (``pack``), named in its holder line (``reading it for pack``).
+    busy : callable
+        The one-line refusal, given the holder line of the ``writer`` (or of its slices) writing it now.
+
+    Raises
+    ------
+    UsageError
+        A ``writer`` writes into ``folder`` now: ``busy(holder)``.
+    """
+    lock_file = folder / _out_lock_name(writer, None)
+    if not folder.is_dir() or not (lock_file.exists() or os.access(folder, os.W_OK)):
+        yield
+        return
+    with held_lock(
+        lock_file,
+        busy,
+        "",
+        opened=lambda: _opened_to_read(lock_file),
+        remove=True,
+        shared=True,
+        note=f"{READING} {reader}",
+        admits=lambda line: READING in line,  # the writer's slices hold it shared too
+    ):
+        yield
+
+
+def _opened_to_read(lock_file: Path) -> IO[str]:
+    """``lock_file`` opened to append, or to read where this user may not write it (a shared lock only reads)."""
+    try:
+        return lock_file.open("a+")
+    except PermissionError:
+        return lock_file.open("r")
+
+
 _SLICE_NOTE = re.compile(r", for slice \d+/(\d+)$")
 """The end of the holder line of a slice run (:func:`held_out_folder`), with its count."""
 
 
-def out_folder_holders(folder: Path, job: str) -> str | None:
-    """Who holds ``folder``, the ``--out`` of a ``job``, now (:func:`held_out_folder`), for ``info``; None: no one.
+def out_folder_running(folder: Path, job: str) -> str:
+    """Whether a ``job`` writes into ``folder``, its ``--out``, now (:func:`held_out_folder`), for ``info``.
 
     Every run into it holds ``.<job>.lock``, the slices of an array job each with its line there, so that file
-    names them all.
+    names them all; the lines of jobs reading the folder (:func:`held_to_read`) are not its runs. A lock file left by
+    a run that was killed is held by no one.
 
     Parameters
     ----------
@@ -248,11 +307,13 @@ def out_folder_holders(folder: Path, job: str) -> str | None:
 
     Returns
     -------
-    str | None
-        The holder line (``pid 4242 on node07, started ...``), or the slices' (``pid 4242 on node07, started ...,
-        for slice 1/4; pid ...``).
+    str
+        ``running: pid 4242 on node07, started ...`` (the slices' lines joined by ``; ``: ``..., for slice 1/4; pid
+        ...``), or ``not running``.
     """
-    return lock_holder(folder / _out_lock_name(job, None))
+    holders = lock_holder(folder / _out_lock_name(job, None))
+    writers = "; ".join(line for line in (holders or "").split("; ") if line and READING not in line)
+    return f"running: {writers}" if writers else "not running"
 
 
 def _out_lock_name(job: str, label: str | None) -> str:

@@ -16,7 +16,8 @@ One pack at a time holds ``--out`` (:data:`LOCK_FILE`), and the new ``splits.jso
 in a staging folder and swapped in together at the end (:func:`~biofound_cli.atomic.staged_files`): a pack
 stopped or failed leaves the earlier pack's files whole, never a new ``train.h5`` beside an old ``test.h5``.
 Jobs reading a packed folder hold the same lock in its shared form (:func:`held_for_reading`), so a pack into
-the folder is refused while they read it.
+the folder is refused while they read it; a pack holds the shard folder it reads likewise, with the shared form of
+preprocess's lock, so a preprocess into it and a pack of it refuse each other.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -39,7 +41,7 @@ from biofound_cli.errors import DataError, UsageError
 from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter
 from biofound_cli.recipes.pack import PackSection
-from biofound_cli.store.folder_lock import held_lock
+from biofound_cli.store.folder_lock import READING, held_lock, held_to_read
 from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
 from biofound_cli.store.preprocess_reports import (
     PreprocessSummary,
@@ -615,8 +617,16 @@ def pack_checked_shards(shards: Path, out: Path, section: PackSection, *, report
     shards, out = Path(shards), Path(out)
     with stop_reported(stopped, ctrl_c=True), created_folders_removed_on_failure(out):
         prepare_output_folder(out)
-        with _held(out):
+        with _held(out), held_to_read(shards, "preprocess", "pack", lambda holder: _writing_shards(shards, holder)):
             return _pack_into(shards, out, section, reporter)
+
+
+def _writing_shards(shards: Path, holder: str) -> str:
+    """Why a pack of ``shards`` is refused while a preprocess (or its slices, ``holder``) writes into it."""
+    return (
+        f"{shards} is being preprocessed into by {holder}; wait for that preprocess to end, then run the pack again "
+        "(a pack now would miss or half-read the shards it is writing)"
+    )
 
 
 def _held(out: Path) -> Any:
@@ -630,10 +640,6 @@ def _held(out: Path) -> Any:
         "the packed folder is not held; make sure no other pack writes into it",
         remove=True,
     )
-
-
-READING = "reading it for"
-"""What the holder line of a job reading a packed folder says after its start (:func:`held_for_reading`)."""
 
 
 def _refusal(out: Path, holder: str) -> str:
@@ -676,34 +682,16 @@ def held_for_reading(splits: list[Path], job: str) -> Iterator[None]:
     """
     with ExitStack() as held:
         for folder in dict.fromkeys(Path(split).parent for split in splits):
-            if folder.is_dir() and ((folder / LOCK_FILE).exists() or os.access(folder, os.W_OK)):
-                held.enter_context(_held_for_reading(folder, job))
+            held.enter_context(held_to_read(folder, "pack", job, partial(_being_packed, folder, job)))
         yield
 
 
-def _held_for_reading(folder: Path, job: str) -> Any:
-    """The shared lock of one packed folder (:func:`held_for_reading`)."""
-    lock_file = folder / LOCK_FILE
-    return held_lock(
-        lock_file,
-        lambda holder: (
-            f"{folder} is being packed into by {holder}; wait for that pack to end, then start the {job} again "
-            "(or train on another packed folder)"
-        ),
-        "",
-        opened=lambda: _opened_to_read(lock_file),
-        remove=True,
-        shared=True,
-        note=f"{READING} {job}",
+def _being_packed(folder: Path, job: str, holder: str) -> str:
+    """Why a ``job`` reading the packed ``folder`` is refused while a pack (``holder``) writes into it."""
+    return (
+        f"{folder} is being packed into by {holder}; wait for that pack to end, then start the {job} again "
+        "(or train on another packed folder)"
     )
-
-
-def _opened_to_read(lock_file: Path) -> Any:
-    """``lock_file`` opened to append, or to read where this user may not write it (a shared lock only reads)."""
-    try:
-        return lock_file.open("a+")
-    except PermissionError:
-        return lock_file.open("r")
 
 
 def _pack_into(shards: Path, out: Path, section: PackSection, reporter: ProgressReporter) -> PackResult:

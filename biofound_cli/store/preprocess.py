@@ -9,6 +9,8 @@ and written to ``OUT/preprocess_report.CORPUS.json``, one report per corpus.
 An array job runs one slice of the recordings per task (``--shard I/N``, see
 :mod:`~biofound_cli.store.slices`); the slices write into the same folder and each writes its
 own ``OUT/preprocess_report.CORPUS.slice-I-of-N.json``, which ``pack`` sums with the others.
+One run (or the slices of one array job) at a time holds ``OUT``
+(:func:`~biofound_cli.store.folder_lock.held_out_folder`), and a ``pack`` reading it holds it shared.
 
 The parts, one module each: the recipe resolved and checked
 (:mod:`~biofound_cli.store.preprocess_config`), which recordings to process
@@ -34,6 +36,7 @@ from biofound_cli.plural import counted
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter, ProgressTask
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig
+from biofound_cli.store.folder_lock import held_out_folder
 from biofound_cli.store.output_folder import prepare_output_folder
 from biofound_cli.store.preprocess_config import check_preprocess, unused_fraction
 from biofound_cli.store.preprocess_plan import RecordingResult, RunPlan, plan_run
@@ -143,51 +146,52 @@ def _preprocess(
     assert section.corpus is not None and section.root is not None and section.out is not None  # check_preprocess refused others
     root, out = Path(section.root), Path(section.out)  # check_preprocess refused a root that is not a folder
     prepare_output_folder(out)
-    options_dict = corpus.options.model_dump(mode="json") if corpus.options is not None else {}
-    # As the shards store them (JSON), so that a tuple here equals the list read back there.
-    settings = json.loads(json.dumps({"corpus": section.corpus, "config": config.to_json_dict(), "options": options_dict}))
-    refuse_another_chain(out, settings, section.force)
-    plan = plan_run(corpus, root, out, shard=shard, force=section.force, settings=settings)
-    removed = remove_partial_shards(out / section.corpus, None if shard is None else [ref.recording_id for ref in plan.todo])
-    if removed:
-        logger.info(f"removed {counted(removed, 'partial shard')} left by an interrupted run")
-    report = PreprocessReport(
-        corpus=section.corpus,
-        root=str(root),
-        out=str(out),
-        config=settings["config"],
-        options=options_dict,
-        found=plan.found,
-        excluded=plan.excluded,
-        not_read=plan.not_read,
-        slice=None if shard is None else str(shard),
-        unused_fraction=unused_fraction(config.window_seconds, config.stride_seconds, config.sfreq),
-    )
-    results: dict[str, RecordingResult] = {}
-    # Only a native-rate run can write shards at several rates; a set sfreq gives one.
-    watch = RateWatch() if config.sfreq is None else None
-    for result in plan.settled:
-        _record(results, result, watch)
-    if watch is not None:
-        _warn_of_rates_in_headers(open_corpus(section.corpus, options_dict, config), plan.todo, watch)
-    logger.info(
-        f"{section.corpus}: {counted(plan.found, 'recording')} found, {len(plan.todo)} to process, "
-        f"{len(plan.settled)} already done or skipped"
-    )
-    stop = _run_and_report(section, type(corpus), out, options_dict, plan, config, report, results, reporter, watch)
-    if watch is not None:
-        _warn_of_mixed_rates(results)
-    if stop is not None:
-        # Ctrl-C says what SIGTERM says: what was written, where the report is, what to do.
-        raise Stopped(
-            signal_of(stop),
-            f" after {counted(report.written, 'new shard')}; "
-            f"finished shards are kept, {out / report.report_name} says which, and re-running the same command resumes",
+    with held_out_folder(out, "preprocess", "preprocessed into", shard):
+        options_dict = corpus.options.model_dump(mode="json") if corpus.options is not None else {}
+        # As the shards store them (JSON), so that a tuple here equals the list read back there.
+        settings = json.loads(json.dumps({"corpus": section.corpus, "config": config.to_json_dict(), "options": options_dict}))
+        refuse_another_chain(out, settings, section.force)
+        plan = plan_run(corpus, root, out, shard=shard, force=section.force, settings=settings)
+        removed = remove_partial_shards(out / section.corpus, None if shard is None else [ref.recording_id for ref in plan.todo])
+        if removed:
+            logger.info(f"removed {counted(removed, 'partial shard')} left by an interrupted run")
+        report = PreprocessReport(
+            corpus=section.corpus,
+            root=str(root),
+            out=str(out),
+            config=settings["config"],
+            options=options_dict,
+            found=plan.found,
+            excluded=plan.excluded,
+            not_read=plan.not_read,
+            slice=None if shard is None else str(shard),
+            unused_fraction=unused_fraction(config.window_seconds, config.stride_seconds, config.sfreq),
         )
-    if report.failed:
-        where = f" of slice {shard}" if shard is not None else f" under {root}"
-        raise EveryRecordingSkipped(report.found, report.skipped, out / report.report_name, where)
-    return report
+        results: dict[str, RecordingResult] = {}
+        # Only a native-rate run can write shards at several rates; a set sfreq gives one.
+        watch = RateWatch() if config.sfreq is None else None
+        for result in plan.settled:
+            _record(results, result, watch)
+        if watch is not None:
+            _warn_of_rates_in_headers(open_corpus(section.corpus, options_dict, config), plan.todo, watch)
+        logger.info(
+            f"{section.corpus}: {counted(plan.found, 'recording')} found, {len(plan.todo)} to process, "
+            f"{len(plan.settled)} already done or skipped"
+        )
+        stop = _run_and_report(section, type(corpus), out, options_dict, plan, config, report, results, reporter, watch)
+        if watch is not None:
+            _warn_of_mixed_rates(results)
+        if stop is not None:
+            # Ctrl-C says what SIGTERM says: what was written, where the report is, what to do.
+            raise Stopped(
+                signal_of(stop),
+                f" after {counted(report.written, 'new shard')}; "
+                f"finished shards are kept, {out / report.report_name} says which, and re-running the same command resumes",
+            )
+        if report.failed:
+            where = f" of slice {shard}" if shard is not None else f" under {root}"
+            raise EveryRecordingSkipped(report.found, report.skipped, out / report.report_name, where)
+        return report
 
 
 def _run_and_report(
