@@ -22,7 +22,7 @@ slices never overwrite each other's summary; a re-run reads every summary in the
 One run at a time writes each summary and journal: a run holds ``OUT/.predict.lock`` (a slice
 ``.predict.slice-I-of-N.lock``, and ``.predict.lock`` shared with the slices of its count, so whole runs, slices and
 slices of another count refuse each other: :func:`predict_out_held`, which ``biofound predict`` takes before the model
-loads), and a second one is refused.
+loads, and whose folder :func:`run_predict` takes), and a second one is refused.
 A summary lists every table of the folder: a run on some of the recordings keeps the entries its earlier
 summary (or journal) listed for the others, while their tables are the files that run wrote and it was this
 model's, run this way (:func:`_earlier_tables`).
@@ -41,7 +41,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypedDict
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -77,9 +77,6 @@ from biofound_cli.store.worker_lifetime import (
 )
 from biofound_cli.store.worker_pool import pool_results, worker_pool
 from biofound_cli.tasks import RECONSTRUCTION
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack  # typing's from Python 3.11
 
 logger = logging.getLogger(__name__)
 
@@ -441,13 +438,22 @@ STOPPED_BEFORE_ANY = "; before any recording was predicted, so re-run the same c
 first ones read)."""
 
 
+@dataclass(frozen=True)
+class PredictFolder:
+    """An output folder held for one predict (:func:`predict_out_held`): what :func:`run_predict` writes into."""
+
+    path: Path
+    shard: Slice | None
+    """The slice the run predicts (balanced by file size, with its own summary), None for a whole run."""
+
+
 @contextmanager
-def predict_out_held(out: Path, shard: Slice | None = None) -> Iterator[None]:
+def predict_out_held(out: Path, shard: Slice | None = None) -> Iterator[PredictFolder]:
     """Make ``out`` (or check it can be written) and hold it for one predict of ``shard`` while the block runs.
 
     ``biofound predict`` takes it before the model loads, so a second run of the same slice (a resubmitted array task,
-    a big model or ``--compile`` loading for minutes) is refused at once; :func:`run_predict` takes it itself. A
-    block that raises leaves no empty ``out`` it made.
+    a big model or ``--compile`` loading for minutes) is refused at once. A block that raises leaves no empty ``out``
+    it made.
 
     Parameters
     ----------
@@ -455,6 +461,11 @@ def predict_out_held(out: Path, shard: Slice | None = None) -> Iterator[None]:
         The output folder.
     shard : Slice | None
         The slice the run predicts, None for a whole run (:func:`held_out_folder`'s ``part``).
+
+    Yields
+    ------
+    PredictFolder
+        The folder held, for :func:`run_predict`.
 
     Raises
     ------
@@ -468,70 +479,24 @@ def predict_out_held(out: Path, shard: Slice | None = None) -> Iterator[None]:
         # One run per journal: two runs of one slice (or two whole runs) into one folder would append to one journal and
         # each move in the other's recordings again; the slices of an array job each hold their own.
         with held_out_folder(out, "predict", "predicted into", shard):
-            yield
-
-
-class PredictOptions(TypedDict, total=False):
-    """The keywords :func:`run_predict` passes on to :func:`predict_held` (mypy holds them to its signature)."""
-
-    fmt: str
-    batch_size: int
-    workers: int
-    force: bool
-    duplicates: list[Duplicate] | None
-    not_read: Mapping[str, int] | None
-    reporter: ProgressReporter
+            yield PredictFolder(out, shard)
 
 
 def run_predict(
     model: PredictionModel,
     chain: PredictionChain,
     refs: list[RecordingRef],
-    out: Path,
-    *,
-    shard: Slice | None = None,
-    **options: Unpack[PredictOptions],
-) -> PredictReport:
-    """Predict every recording of ``refs`` into ``out``, holding it meanwhile (:func:`predict_out_held`).
-
-    Parameters
-    ----------
-    model, chain, refs, out, shard : PredictionModel, PredictionChain, list of RecordingRef, Path, Slice | None
-        As :func:`predict_held` takes them.
-    **options : PredictOptions
-        The other keywords of :func:`predict_held` (``fmt``, ``batch_size``, ``workers``, ``force``, ``duplicates``,
-        ``not_read``, ``reporter``).
-
-    Returns
-    -------
-    PredictReport
-        What :func:`predict_held` returns.
-
-    Raises
-    ------
-    UsageError
-        As :func:`predict_out_held` and :func:`predict_held` raise it.
-    """
-    with predict_out_held(out, shard):
-        return predict_held(model, chain, refs, Path(out), shard=shard, **options)
-
-
-def predict_held(
-    model: PredictionModel,
-    chain: PredictionChain,
-    refs: list[RecordingRef],
-    out: Path,
+    folder: PredictFolder,
     *,
     fmt: str = "csv",
     batch_size: int = 64,
     workers: int = 1,
     force: bool = False,
-    shard: Slice | None = None,
     duplicates: list[Duplicate] | None = None,
     not_read: Mapping[str, int] | None = None,
     reporter: ProgressReporter = NO_PROGRESS,
 ) -> PredictReport:
-    """Predict every recording of ``refs`` into ``out``, which :func:`predict_out_held` holds for this run.
+    """Predict every recording of ``refs`` (of ``folder``'s slice) into ``folder``, held by :func:`predict_out_held`.
 
     Parameters
     ----------
@@ -541,16 +506,14 @@ def predict_held(
         The reader and chain the recordings go through.
     refs : list of RecordingRef
         The recordings (:func:`~biofound_cli.prediction.recordings.find_recordings`).
-    out : Path
-        The output folder.
+    folder : PredictFolder
+        The output folder, held, and the slice of ``refs`` to predict (each slice writes its own summary).
     fmt : {"csv", "jsonl", "parquet"}
         The window table's format (parquet needs pyarrow).
     batch_size, workers : int
         Windows per model call; recordings preprocessed in parallel.
     force : bool
         Predict recordings the summary lists as done by this model again.
-    shard : Slice | None
-        Predict only this slice of ``refs`` (balanced by file size) and write its own summary.
     duplicates : list of Duplicate | None
         Recordings left out for another one's id: found and skipped (``duplicate_id``), in slice 1 only.
     not_read : mapping of str to int | None
@@ -572,7 +535,7 @@ def predict_held(
     check_format(fmt)
     if batch_size < 1 or workers < 1:
         raise UsageError(f"--batch-size {batch_size} / --workers {workers}: both must be at least 1")
-    out = Path(out)
+    out, shard = folder.path, folder.shard
     _remove_stale_temporaries(out)
     # Like preprocess, decisions about every recording found count in slice 1 only, so the slices add up.
     first_slice = shard is None or shard.index == 1
