@@ -41,7 +41,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
@@ -879,18 +879,41 @@ def _by_recording(entry: dict[str, Any]) -> tuple[str, str]:
 
 def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:
     report.recordings = sorted(entries.values(), key=_by_recording)
-    report.predicted = sum(entry["status"] == "predicted" for entry in report.recordings)
-    report.already_done = sum(entry["status"] == "already_done" for entry in report.recordings)
-    report.n_windows, report.notes, report.skipped = tally_files(report.recordings)
-    report.windows_predicted = windows_predicted(report.recordings)
+    counts = entry_counts(report.recordings)
+    report.predicted, report.already_done, report.skipped = counts.predicted, counts.already_done, counts.skipped
+    report.n_windows, report.windows_predicted, report.notes = counts.windows, counts.windows_predicted, counts.notes
 
 
-def windows_predicted(entries: list[dict[str, Any]]) -> int:
-    """The windows of the recordings predicted, not found already done: a summary's ``windows_predicted``, and ``info``'s.
+class EntryCounts(NamedTuple):
+    """What a predict summary's entries count: a run's summary and ``info`` of its folder count alike."""
+
+    predicted: int
+    already_done: int
+    windows: int
+    """The windows of the recordings with a table, predicted now or found already done."""
+    windows_predicted: int
+    """The windows of the recordings predicted, not found already done."""
+    notes: dict[str, int]
+    """What the chain kept with a warning, summed over the recordings with a table."""
+    skipped: dict[str, int]
+    """The recordings skipped, by reason."""
+
+
+def entry_counts(entries: list[dict[str, Any]]) -> EntryCounts:
+    """The counts of a summary's ``recordings`` (or those of several, each recording once).
 
     Parameters
     ----------
     entries : list of dict
-        A summary's ``recordings`` (or those of several, each recording once).
+        The summary entries (:func:`~biofound_cli.store.preprocess_reports.in_current_names` for an older biofound's).
     """
-    return sum(int(entry.get("windows") or 0) for entry in entries if entry.get("status") == "predicted")
+    windows, notes, skipped = tally_files(entries)
+    predicted = [entry for entry in entries if entry.get("status") == "predicted"]
+    return EntryCounts(
+        len(predicted),
+        sum(entry.get("status") == "already_done" for entry in entries),
+        windows,
+        sum(int(entry.get("windows") or 0) for entry in predicted),
+        notes,
+        skipped,
+    )
