@@ -132,7 +132,7 @@ def time_once(model, chain, refs, out: Path, batch_size: int, timing: Timing) ->
     preprocessing = time.perf_counter() - start
     if total < timing.total:
         timing.total, timing.model, timing.preprocessing = total, in_model[0], preprocessing
-    return report.n_windows
+    return report.counts.windows
 
 
 def runtimes(args: argparse.Namespace) -> dict[str, Any]:

@@ -340,21 +340,9 @@ class PredictReport:
     channels: list[str] | None = None
     """The channels the model was fed, in order: those it was trained on, or a LUNA checkpoint's ``--recipe`` ones."""
     found: int = 0
-    predicted: int = 0
-    already_done: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
     not_read: dict[str, int] = field(default_factory=dict)
     """The files of the folders given that are not recordings (nor a recording's other files), by suffix:
     passed over, and named in a warning (:func:`~biofound_cli.prediction.recordings.find_recordings`)."""
-    n_windows: int = 0
-    """The windows of the recordings found with a table, predicted now or already done (``preprocess``'s ``windows``)."""
-    windows_predicted: int = 0
-    """The windows predicted by this run (``preprocess``'s ``windows_written``)."""
-    notes: dict[str, int] = field(default_factory=dict)
-    """Totals over the recordings predicted (now or already) of what the chain kept with a warning, as in
-    ``preprocess``'s report: ``events_shorter_than_window`` (labelled events left out, each entry's
-    ``notes`` saying whose), ``flat_channels_kept`` (flat channels predicted with, each entry's
-    ``flat_channels_kept`` naming them), ``events_outside``, ``events_clipped``, ``truncated_kept``."""
     elapsed_seconds: float = 0.0
     interrupted: bool = False
     slice: str | None = None
@@ -363,11 +351,17 @@ class PredictReport:
     """For an int8 graph: its agreement with the float graph beside it over the recordings predicted, now or already
     (those by their entries' own), as ``windows`` counts them."""
     recordings: list[dict[str, Any]] = field(default_factory=list)
+    """The entries of the recordings of this run, found done or predicted now or skipped, by recording id."""
+
+    @property
+    def counts(self) -> EntryCounts:
+        """What its recordings count (:func:`entry_counts`), as ``info`` of the folder counts them."""
+        return entry_counts(self.recordings)
 
     @property
     def failed(self) -> bool:
         """Every recording found failed."""
-        return self.found > 0 and self.predicted == 0 and self.already_done == 0
+        return self.found > 0 and self.counts.predicted == 0 and self.counts.already_done == 0
 
     @property
     def summary_name(self) -> str:
@@ -401,6 +395,7 @@ class PredictReport:
         ``preprocess`` counts its shards' windows) and ``windows_predicted`` this run's (``preprocess``'s
         ``windows_written``).
         """
+        counts = self.counts
         return {
             "model": self.model,
             "model_sha256": self.model_sha256,
@@ -410,16 +405,16 @@ class PredictReport:
             "format": self.format,
             "out": self.out,
             "found": self.found,
-            "predicted": self.predicted,
-            "already_done": self.already_done,
-            **with_breakdown("skipped", "reason", self.skipped),
+            "predicted": counts.predicted,
+            "already_done": counts.already_done,
+            **with_breakdown("skipped", "reason", counts.skipped),
             **with_breakdown("not_read", "suffix", self.not_read),
-            "windows": self.n_windows,
-            "windows_predicted": self.windows_predicted,
-            "notes": dict(self.notes),
-            SHORT_EVENTS: self.notes.get(SHORT_EVENTS, 0),
-            FLAT_KEPT: self.notes.get(FLAT_KEPT, 0),
-            **{key: count for key, count in self.notes.items() if key not in (SHORT_EVENTS, FLAT_KEPT)},
+            "windows": counts.windows,
+            "windows_predicted": counts.windows_predicted,
+            "notes": dict(counts.notes),
+            SHORT_EVENTS: counts.notes.get(SHORT_EVENTS, 0),
+            FLAT_KEPT: counts.notes.get(FLAT_KEPT, 0),
+            **{key: count for key, count in counts.notes.items() if key not in (SHORT_EVENTS, FLAT_KEPT)},
             "short_events_by_recording": self.short_events_by_recording(),
             "flat_channels_by_recording": self.flat_channels_by_recording(),
             "interrupted": self.interrupted,
@@ -582,24 +577,24 @@ def run_predict(
         finally:
             report.elapsed_seconds = round(time.monotonic() - started, 3)
             report.int8_agreement = agreement.summary() if agreement is not None else None
-            _tally(report, entries)
+            report.recordings = sorted(entries.values(), key=_by_recording)
             stop, report.interrupted = how_it_ended(stop, left())
             listed = sorted([*report.recordings, *_earlier_tables(out, report, entries)], key=_by_recording)
             write_json_atomic(summary_path, {**report.summary(), "recordings": listed})
             journal.remove()
             _say_replaced(out, fmt, replaced)
-    stop = stop or request.noted_ctrl_c()
+    stop, counts = stop or request.noted_ctrl_c(), report.counts
     if stop is not None:  # Ctrl-C says what SIGTERM says: what was predicted, where the summary is, what to do
         # A stop before the first table (workers starting, the first recording read) kept no tables to speak of.
         raise Stopped(
             signal_of(stop),
-            f" after {counted(report.predicted, 'recording')} predicted; their tables are kept, {summary_path} lists them, "
+            f" after {counted(counts.predicted, 'recording')} predicted; their tables are kept, {summary_path} lists them, "
             "and re-running the same command predicts the rest"
-            if report.predicted
+            if counts.predicted
             else STOPPED_BEFORE_ANY,
         )
     if report.failed:
-        raise EveryRecordingSkipped(report.found, report.skipped, summary_path)
+        raise EveryRecordingSkipped(report.found, counts.skipped, summary_path)
     return report
 
 
@@ -877,24 +872,20 @@ def _by_recording(entry: dict[str, Any]) -> tuple[str, str]:
     return entry["recording_id"], entry["source_path"]
 
 
-def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:
-    report.recordings = sorted(entries.values(), key=_by_recording)
-    counts = entry_counts(report.recordings)
-    report.predicted, report.already_done, report.skipped = counts.predicted, counts.already_done, counts.skipped
-    report.n_windows, report.windows_predicted, report.notes = counts.windows, counts.windows_predicted, counts.notes
-
-
 class EntryCounts(NamedTuple):
     """What a predict summary's entries count: a run's summary and ``info`` of its folder count alike."""
 
     predicted: int
     already_done: int
     windows: int
-    """The windows of the recordings with a table, predicted now or found already done."""
+    """The windows of the recordings with a table, predicted now or found already done (``preprocess``'s ``windows``)."""
     windows_predicted: int
-    """The windows of the recordings predicted, not found already done."""
+    """The windows of the recordings predicted, not found already done (``preprocess``'s ``windows_written``)."""
     notes: dict[str, int]
-    """What the chain kept with a warning, summed over the recordings with a table."""
+    """Totals over the recordings with a table (predicted now or already) of what the chain kept with a warning, as in
+    ``preprocess``'s report: ``events_shorter_than_window`` (labelled events left out, each entry's ``notes`` saying
+    whose), ``flat_channels_kept`` (flat channels predicted with, each entry's ``flat_channels_kept`` naming them),
+    ``events_outside``, ``events_clipped``, ``truncated_kept``."""
     skipped: dict[str, int]
     """The recordings skipped, by reason."""
 
