@@ -119,11 +119,12 @@ def timed(model, timing: list[float]):
 
 def time_once(model, chain, refs, out: Path, batch_size: int, timing: Timing) -> int:
     """One round: the end-to-end run (with its model calls timed), then the preprocessing alone; the windows."""
-    from biofound_cli.prediction.run import prepare_recording, run_predict
+    from biofound_cli.prediction.run import predict_out_held, prepare_recording, run_predict
 
     in_model = [0.0]
     start = time.perf_counter()
-    report = run_predict(timed(model, in_model), chain, refs, out, batch_size=batch_size, force=True)
+    with predict_out_held(out) as held:
+        report = run_predict(timed(model, in_model), chain, refs, held, batch_size=batch_size, force=True)
     total = time.perf_counter() - start
     start = time.perf_counter()
     for ref in refs:
@@ -131,7 +132,7 @@ def time_once(model, chain, refs, out: Path, batch_size: int, timing: Timing) ->
     preprocessing = time.perf_counter() - start
     if total < timing.total:
         timing.total, timing.model, timing.preprocessing = total, in_model[0], preprocessing
-    return report.n_windows
+    return report.counts.windows
 
 
 def runtimes(args: argparse.Namespace) -> dict[str, Any]:

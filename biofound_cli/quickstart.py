@@ -299,7 +299,7 @@ def _predict_test_recordings(recipe: Recipe, chain: _ChainParts, checkpoint: str
     from biofound_cli.prediction.chain import resolve_prediction_chain
     from biofound_cli.prediction.model import load_prediction_model
     from biofound_cli.prediction.recordings import find_recordings
-    from biofound_cli.prediction.run import SUMMARY_NAME, run_predict
+    from biofound_cli.prediction.run import SUMMARY_NAME, predict_out_held, run_predict
     from biofound_cli.store.preprocess_plan import stored_source
     from biofound_cli.training.run_folder import RunFolder
 
@@ -311,7 +311,8 @@ def _predict_test_recordings(recipe: Recipe, chain: _ChainParts, checkpoint: str
     )
     out = chain.packed.parent / "predictions"
     found = find_recordings([source for source in sources if source], steps.corpus())
-    run_predict(model, steps, found.refs, out, duplicates=found.duplicates, reporter=reporter)
+    with predict_out_held(out) as held:
+        run_predict(model, steps, found.refs, held, duplicates=found.duplicates, reporter=reporter)
     return out / SUMMARY_NAME
 
 

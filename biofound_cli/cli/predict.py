@@ -102,7 +102,7 @@ def predict(
     from biofound_cli.prediction.model import TorchWay, load_prediction_model
     from biofound_cli.prediction.outputs import check_format
     from biofound_cli.prediction.recordings import find_recordings
-    from biofound_cli.prediction.run import STOPPED_BEFORE_ANY, predict_held, predict_out_held
+    from biofound_cli.prediction.run import STOPPED_BEFORE_ANY, predict_out_held, run_predict
     from biofound_cli.store.slices import parse_slice
     from biofound_cli.store.worker_lifetime import sigterm_ignored_once_settled, stop_reported
 
@@ -124,13 +124,13 @@ def predict(
         if not torch.cuda.is_available():
             raise UsageError(f"--device {device}: no CUDA device is available; use --device cpu")
     # SIGTERM while the model loads or the recordings are listed (a large model, a large folder): the
-    # default action killed the process without a word or a --json object. predict_held reports a stop
+    # default action killed the process without a word or a --json object. run_predict reports a stop
     # in its loop itself, with what it kept. --out is held before the model loads: a second run of the
     # slice is refused at once, not after minutes of loading (a big model, --compile).
     with (
         sigterm_ignored_once_settled(),
         stop_reported(STOPPED_BEFORE_ANY),
-        predict_out_held(out, chosen),
+        predict_out_held(out, chosen) as held,
     ):  # a SIGTERM while the summary or error prints: not 143
         way = TorchWay(device=device, precision=precision, compiled=compile_model)
         predictor = load_prediction_model(model, recipe=loaded, chain=from_recipe, source=source, way=way)
@@ -150,16 +150,15 @@ def predict(
         # Without --recipe, the folder may hold recordings of another format, which one reads.
         other_reader = predictor.advice.other_recordings if recipe is None else ""
         found = find_recordings(recordings, chain.corpus(), output=out, other_reader=other_reader)
-        report = predict_held(
+        report = run_predict(
             predictor,
             chain,
             found.refs,
-            out,
+            held,
             fmt=fmt,
             batch_size=batch_size,
             workers=workers,
             force=force,
-            shard=chosen,
             duplicates=found.duplicates,
             not_read=found.not_read,
             reporter=output,

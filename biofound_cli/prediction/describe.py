@@ -16,9 +16,9 @@ from typing import Any
 from biofound_cli.atomic import read_json_object
 from biofound_cli.corpora.not_read import JOURNAL_PATTERN, SUMMARY_KEYS, SUMMARY_PATTERN, is_predict_summary
 from biofound_cli.errors import DataError
-from biofound_cli.prediction.run import journal_lines, windows_predicted
+from biofound_cli.prediction.run import entry_counts, journal_lines
 from biofound_cli.store.folder_lock import out_folder_running
-from biofound_cli.store.preprocess_reports import in_current_names, tally_files, with_breakdown
+from biofound_cli.store.preprocess_reports import in_current_names, with_breakdown
 
 
 def describe_predict_folder(folder: Path) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def describe_predict_folder(folder: Path) -> dict[str, Any]:
     }
     entries = list(latest.values())
     tables = [Path(entry["output"]) for entry in entries if entry.get("status") in ("predicted", "already_done")]
-    windows, _, skipped = tally_files(entries)
+    counts = entry_counts(entries)  # as the run's summary counts its own
     not_read: dict[str, int] = {}
     for document in documents.values():
         # Each run counts the files of the folders it was given (a slice: slice 1 only), so runs into one
@@ -77,12 +77,12 @@ def describe_predict_folder(folder: Path) -> dict[str, Any]:
         "kind": "predictions",
         **_facts(documents),
         "found": len(entries),
-        "predicted": sum(entry.get("status") == "predicted" for entry in entries),
-        "already_done": sum(entry.get("status") == "already_done" for entry in entries),
-        **with_breakdown("skipped", "reason", skipped),
+        "predicted": counts.predicted,
+        "already_done": counts.already_done,
+        **with_breakdown("skipped", "reason", counts.skipped),
         **with_breakdown("not_read", "suffix", not_read),
-        "windows": windows,
-        "windows_predicted": windows_predicted(entries),
+        "windows": counts.windows,
+        "windows_predicted": counts.windows_predicted,
         "tables": len(tables),
         "tables_missing": [str(table) for table in tables if not table.is_file()],
         "interrupted": any(document.get("interrupted") for document in documents.values()),

@@ -22,7 +22,7 @@ slices never overwrite each other's summary; a re-run reads every summary in the
 One run at a time writes each summary and journal: a run holds ``OUT/.predict.lock`` (a slice
 ``.predict.slice-I-of-N.lock``, and ``.predict.lock`` shared with the slices of its count, so whole runs, slices and
 slices of another count refuse each other: :func:`predict_out_held`, which ``biofound predict`` takes before the model
-loads), and a second one is refused.
+loads, and whose folder :func:`run_predict` takes), and a second one is refused.
 A summary lists every table of the folder: a run on some of the recordings keeps the entries its earlier
 summary (or journal) listed for the others, while their tables are the files that run wrote and it was this
 model's, run this way (:func:`_earlier_tables`).
@@ -41,7 +41,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypedDict
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
@@ -77,9 +77,6 @@ from biofound_cli.store.worker_lifetime import (
 )
 from biofound_cli.store.worker_pool import pool_results, worker_pool
 from biofound_cli.tasks import RECONSTRUCTION
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack  # typing's from Python 3.11
 
 logger = logging.getLogger(__name__)
 
@@ -343,21 +340,9 @@ class PredictReport:
     channels: list[str] | None = None
     """The channels the model was fed, in order: those it was trained on, or a LUNA checkpoint's ``--recipe`` ones."""
     found: int = 0
-    predicted: int = 0
-    already_done: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
     not_read: dict[str, int] = field(default_factory=dict)
     """The files of the folders given that are not recordings (nor a recording's other files), by suffix:
     passed over, and named in a warning (:func:`~biofound_cli.prediction.recordings.find_recordings`)."""
-    n_windows: int = 0
-    """The windows of the recordings found with a table, predicted now or already done (``preprocess``'s ``windows``)."""
-    windows_predicted: int = 0
-    """The windows predicted by this run (``preprocess``'s ``windows_written``)."""
-    notes: dict[str, int] = field(default_factory=dict)
-    """Totals over the recordings predicted (now or already) of what the chain kept with a warning, as in
-    ``preprocess``'s report: ``events_shorter_than_window`` (labelled events left out, each entry's
-    ``notes`` saying whose), ``flat_channels_kept`` (flat channels predicted with, each entry's
-    ``flat_channels_kept`` naming them), ``events_outside``, ``events_clipped``, ``truncated_kept``."""
     elapsed_seconds: float = 0.0
     interrupted: bool = False
     slice: str | None = None
@@ -366,11 +351,17 @@ class PredictReport:
     """For an int8 graph: its agreement with the float graph beside it over the recordings predicted, now or already
     (those by their entries' own), as ``windows`` counts them."""
     recordings: list[dict[str, Any]] = field(default_factory=list)
+    """The entries of the recordings of this run, found done or predicted now or skipped, by recording id."""
+
+    @property
+    def counts(self) -> EntryCounts:
+        """What its recordings count (:func:`entry_counts`), as ``info`` of the folder counts them."""
+        return entry_counts(self.recordings)
 
     @property
     def failed(self) -> bool:
         """Every recording found failed."""
-        return self.found > 0 and self.predicted == 0 and self.already_done == 0
+        return self.found > 0 and self.counts.predicted == 0 and self.counts.already_done == 0
 
     @property
     def summary_name(self) -> str:
@@ -404,6 +395,7 @@ class PredictReport:
         ``preprocess`` counts its shards' windows) and ``windows_predicted`` this run's (``preprocess``'s
         ``windows_written``).
         """
+        counts = self.counts
         return {
             "model": self.model,
             "model_sha256": self.model_sha256,
@@ -413,16 +405,16 @@ class PredictReport:
             "format": self.format,
             "out": self.out,
             "found": self.found,
-            "predicted": self.predicted,
-            "already_done": self.already_done,
-            **with_breakdown("skipped", "reason", self.skipped),
+            "predicted": counts.predicted,
+            "already_done": counts.already_done,
+            **with_breakdown("skipped", "reason", counts.skipped),
             **with_breakdown("not_read", "suffix", self.not_read),
-            "windows": self.n_windows,
-            "windows_predicted": self.windows_predicted,
-            "notes": dict(self.notes),
-            SHORT_EVENTS: self.notes.get(SHORT_EVENTS, 0),
-            FLAT_KEPT: self.notes.get(FLAT_KEPT, 0),
-            **{key: count for key, count in self.notes.items() if key not in (SHORT_EVENTS, FLAT_KEPT)},
+            "windows": counts.windows,
+            "windows_predicted": counts.windows_predicted,
+            "notes": dict(counts.notes),
+            SHORT_EVENTS: counts.notes.get(SHORT_EVENTS, 0),
+            FLAT_KEPT: counts.notes.get(FLAT_KEPT, 0),
+            **{key: count for key, count in counts.notes.items() if key not in (SHORT_EVENTS, FLAT_KEPT)},
             "short_events_by_recording": self.short_events_by_recording(),
             "flat_channels_by_recording": self.flat_channels_by_recording(),
             "interrupted": self.interrupted,
@@ -441,13 +433,22 @@ STOPPED_BEFORE_ANY = "; before any recording was predicted, so re-run the same c
 first ones read)."""
 
 
+@dataclass(frozen=True)
+class PredictFolder:
+    """An output folder held for one predict (:func:`predict_out_held`): what :func:`run_predict` writes into."""
+
+    path: Path
+    shard: Slice | None
+    """The slice the run predicts (balanced by file size, with its own summary), None for a whole run."""
+
+
 @contextmanager
-def predict_out_held(out: Path, shard: Slice | None = None) -> Iterator[None]:
+def predict_out_held(out: Path, shard: Slice | None = None) -> Iterator[PredictFolder]:
     """Make ``out`` (or check it can be written) and hold it for one predict of ``shard`` while the block runs.
 
     ``biofound predict`` takes it before the model loads, so a second run of the same slice (a resubmitted array task,
-    a big model or ``--compile`` loading for minutes) is refused at once; :func:`run_predict` takes it itself. A
-    block that raises leaves no empty ``out`` it made.
+    a big model or ``--compile`` loading for minutes) is refused at once. A block that raises leaves no empty ``out``
+    it made.
 
     Parameters
     ----------
@@ -455,6 +456,11 @@ def predict_out_held(out: Path, shard: Slice | None = None) -> Iterator[None]:
         The output folder.
     shard : Slice | None
         The slice the run predicts, None for a whole run (:func:`held_out_folder`'s ``part``).
+
+    Yields
+    ------
+    PredictFolder
+        The folder held, for :func:`run_predict`.
 
     Raises
     ------
@@ -468,70 +474,24 @@ def predict_out_held(out: Path, shard: Slice | None = None) -> Iterator[None]:
         # One run per journal: two runs of one slice (or two whole runs) into one folder would append to one journal and
         # each move in the other's recordings again; the slices of an array job each hold their own.
         with held_out_folder(out, "predict", "predicted into", shard):
-            yield
-
-
-class PredictOptions(TypedDict, total=False):
-    """The keywords :func:`run_predict` passes on to :func:`predict_held` (mypy holds them to its signature)."""
-
-    fmt: str
-    batch_size: int
-    workers: int
-    force: bool
-    duplicates: list[Duplicate] | None
-    not_read: Mapping[str, int] | None
-    reporter: ProgressReporter
+            yield PredictFolder(out, shard)
 
 
 def run_predict(
     model: PredictionModel,
     chain: PredictionChain,
     refs: list[RecordingRef],
-    out: Path,
-    *,
-    shard: Slice | None = None,
-    **options: Unpack[PredictOptions],
-) -> PredictReport:
-    """Predict every recording of ``refs`` into ``out``, holding it meanwhile (:func:`predict_out_held`).
-
-    Parameters
-    ----------
-    model, chain, refs, out, shard : PredictionModel, PredictionChain, list of RecordingRef, Path, Slice | None
-        As :func:`predict_held` takes them.
-    **options : PredictOptions
-        The other keywords of :func:`predict_held` (``fmt``, ``batch_size``, ``workers``, ``force``, ``duplicates``,
-        ``not_read``, ``reporter``).
-
-    Returns
-    -------
-    PredictReport
-        What :func:`predict_held` returns.
-
-    Raises
-    ------
-    UsageError
-        As :func:`predict_out_held` and :func:`predict_held` raise it.
-    """
-    with predict_out_held(out, shard):
-        return predict_held(model, chain, refs, Path(out), shard=shard, **options)
-
-
-def predict_held(
-    model: PredictionModel,
-    chain: PredictionChain,
-    refs: list[RecordingRef],
-    out: Path,
+    folder: PredictFolder,
     *,
     fmt: str = "csv",
     batch_size: int = 64,
     workers: int = 1,
     force: bool = False,
-    shard: Slice | None = None,
     duplicates: list[Duplicate] | None = None,
     not_read: Mapping[str, int] | None = None,
     reporter: ProgressReporter = NO_PROGRESS,
 ) -> PredictReport:
-    """Predict every recording of ``refs`` into ``out``, which :func:`predict_out_held` holds for this run.
+    """Predict every recording of ``refs`` (of ``folder``'s slice) into ``folder``, held by :func:`predict_out_held`.
 
     Parameters
     ----------
@@ -541,16 +501,14 @@ def predict_held(
         The reader and chain the recordings go through.
     refs : list of RecordingRef
         The recordings (:func:`~biofound_cli.prediction.recordings.find_recordings`).
-    out : Path
-        The output folder.
+    folder : PredictFolder
+        The output folder, held, and the slice of ``refs`` to predict (each slice writes its own summary).
     fmt : {"csv", "jsonl", "parquet"}
         The window table's format (parquet needs pyarrow).
     batch_size, workers : int
         Windows per model call; recordings preprocessed in parallel.
     force : bool
         Predict recordings the summary lists as done by this model again.
-    shard : Slice | None
-        Predict only this slice of ``refs`` (balanced by file size) and write its own summary.
     duplicates : list of Duplicate | None
         Recordings left out for another one's id: found and skipped (``duplicate_id``), in slice 1 only.
     not_read : mapping of str to int | None
@@ -572,7 +530,7 @@ def predict_held(
     check_format(fmt)
     if batch_size < 1 or workers < 1:
         raise UsageError(f"--batch-size {batch_size} / --workers {workers}: both must be at least 1")
-    out = Path(out)
+    out, shard = folder.path, folder.shard
     _remove_stale_temporaries(out)
     # Like preprocess, decisions about every recording found count in slice 1 only, so the slices add up.
     first_slice = shard is None or shard.index == 1
@@ -619,24 +577,24 @@ def predict_held(
         finally:
             report.elapsed_seconds = round(time.monotonic() - started, 3)
             report.int8_agreement = agreement.summary() if agreement is not None else None
-            _tally(report, entries)
+            report.recordings = sorted(entries.values(), key=_by_recording)
             stop, report.interrupted = how_it_ended(stop, left())
             listed = sorted([*report.recordings, *_earlier_tables(out, report, entries)], key=_by_recording)
             write_json_atomic(summary_path, {**report.summary(), "recordings": listed})
             journal.remove()
             _say_replaced(out, fmt, replaced)
-    stop = stop or request.noted_ctrl_c()
+    stop, counts = stop or request.noted_ctrl_c(), report.counts
     if stop is not None:  # Ctrl-C says what SIGTERM says: what was predicted, where the summary is, what to do
         # A stop before the first table (workers starting, the first recording read) kept no tables to speak of.
         raise Stopped(
             signal_of(stop),
-            f" after {counted(report.predicted, 'recording')} predicted; their tables are kept, {summary_path} lists them, "
+            f" after {counted(counts.predicted, 'recording')} predicted; their tables are kept, {summary_path} lists them, "
             "and re-running the same command predicts the rest"
-            if report.predicted
+            if counts.predicted
             else STOPPED_BEFORE_ANY,
         )
     if report.failed:
-        raise EveryRecordingSkipped(report.found, report.skipped, summary_path)
+        raise EveryRecordingSkipped(report.found, counts.skipped, summary_path)
     return report
 
 
@@ -914,20 +872,39 @@ def _by_recording(entry: dict[str, Any]) -> tuple[str, str]:
     return entry["recording_id"], entry["source_path"]
 
 
-def _tally(report: PredictReport, entries: dict[str, dict[str, Any]]) -> None:
-    report.recordings = sorted(entries.values(), key=_by_recording)
-    report.predicted = sum(entry["status"] == "predicted" for entry in report.recordings)
-    report.already_done = sum(entry["status"] == "already_done" for entry in report.recordings)
-    report.n_windows, report.notes, report.skipped = tally_files(report.recordings)
-    report.windows_predicted = windows_predicted(report.recordings)
+class EntryCounts(NamedTuple):
+    """What a predict summary's entries count: a run's summary and ``info`` of its folder count alike."""
+
+    predicted: int
+    already_done: int
+    windows: int
+    """The windows of the recordings with a table, predicted now or found already done (``preprocess``'s ``windows``)."""
+    windows_predicted: int
+    """The windows of the recordings predicted, not found already done (``preprocess``'s ``windows_written``)."""
+    notes: dict[str, int]
+    """Totals over the recordings with a table (predicted now or already) of what the chain kept with a warning, as in
+    ``preprocess``'s report: ``events_shorter_than_window`` (labelled events left out, each entry's ``notes`` saying
+    whose), ``flat_channels_kept`` (flat channels predicted with, each entry's ``flat_channels_kept`` naming them),
+    ``events_outside``, ``events_clipped``, ``truncated_kept``."""
+    skipped: dict[str, int]
+    """The recordings skipped, by reason."""
 
 
-def windows_predicted(entries: list[dict[str, Any]]) -> int:
-    """The windows of the recordings predicted, not found already done: a summary's ``windows_predicted``, and ``info``'s.
+def entry_counts(entries: list[dict[str, Any]]) -> EntryCounts:
+    """The counts of a summary's ``recordings`` (or those of several, each recording once).
 
     Parameters
     ----------
     entries : list of dict
-        A summary's ``recordings`` (or those of several, each recording once).
+        The summary entries (:func:`~biofound_cli.store.preprocess_reports.in_current_names` for an older biofound's).
     """
-    return sum(int(entry.get("windows") or 0) for entry in entries if entry.get("status") == "predicted")
+    windows, notes, skipped = tally_files(entries)
+    predicted = [entry for entry in entries if entry.get("status") == "predicted"]
+    return EntryCounts(
+        len(predicted),
+        sum(entry.get("status") == "already_done" for entry in entries),
+        windows,
+        sum(int(entry.get("windows") or 0) for entry in predicted),
+        notes,
+        skipped,
+    )

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures.emg_csv import CHANNELS, PACK, TABLE_OPTIONS, preprocess_section, write_recordings
+from fixtures.emg_csv import CHANNELS, PACK, SFREQ, TABLE_OPTIONS, preprocess_section, write_recordings
+from fixtures.packed import N_TIMES, TINYMYO, toml_table
 from fixtures.tuh import TUH_ELECTRODES
 from typer.testing import CliRunner
 
@@ -42,14 +43,15 @@ early_stopping_mode = "min"
 runs_dir = "runs"
 """
 )
-# The EMG chain, and TUEG with its automatic montage (the TUH files of test_a_tueg_model_...).
+# The EMG chain (windows of the tests' tiny TinyMyo), and TUEG with its automatic montage (the TUH files of
+# test_a_tueg_model_...).
 RECIPE = (
     'name = "pre"\n'
-    + preprocess_section(0.2, 0.1, zscore=True)
-    + """
+    + preprocess_section(N_TIMES / SFREQ, 0.1, zscore=True)
+    + f"""
 [model]
 variant = "tinymyo"
-overrides = {img_size = 40, patch_size = 20, in_chans = 4, embed_dim = 12, n_layer = 1, n_head = 2}
+overrides = {toml_table(TINYMYO)}
 """
     + STAGES
 )

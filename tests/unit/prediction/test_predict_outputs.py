@@ -1474,6 +1474,26 @@ def test_info_counts_each_recording_once_after_the_slices_and_a_whole_run_into_t
     assert described["skipped_by_reason"] == {"too_short": 1} and len(described["summaries"]) == 3
 
 
+def test_info_of_a_rerun_folder_counts_as_the_runs_summary_does(tmp_path) -> None:
+    """`info` of a predict folder and the run's summary count its recordings with one function (entry_counts): a
+    re-run that finds some done, predicts a new one and skips one too short gives the same counts both ways."""
+    checkpoint = emg_model(tmp_path / "model.safetensors")
+    recordings = write_emg_recordings(tmp_path / "rec", 400)
+    out = tmp_path / "out"
+    _predict(str(checkpoint), str(recordings), "--out", str(out))
+    np.savetxt(recordings / "R_0_C_2_EMG.csv", np.zeros((10, 4)), delimiter=",")  # shorter than one window: skipped
+    np.savetxt(recordings / "R_0_C_3_EMG.csv", np.random.default_rng(3).normal(size=(600, 4)), delimiter=",", fmt="%.5f")
+
+    summary = _predict(str(checkpoint), str(recordings), "--out", str(out))
+    described = CliRunner().invoke(app, ["info", str(out), "--json"])
+
+    assert described.exit_code == 0, described.output
+    keys = ("found", "predicted", "already_done", "skipped", "skipped_by_reason", "windows", "windows_predicted")
+    assert {key: summary[key] for key in keys} == {key: json.loads(described.stdout)[key] for key in keys}
+    assert (summary["found"], summary["predicted"], summary["already_done"], summary["skipped"]) == (4, 1, 2, 1)
+    assert 0 < summary["windows_predicted"] < summary["windows"]
+
+
 def test_info_on_a_predict_folder_whose_summary_is_cut_short_names_it_and_the_rerun_that_rewrites_it(
     classifier, tmp_path
 ) -> None:
