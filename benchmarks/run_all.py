@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "preprocess": ("preprocess.py", [], ["--recordings", "2", "--minutes", "1", "--workers", "2", "--repeats", "1"]),
     "predict": ("predict.py", [], ["--quick"]),
     "predict_startup": ("predict_startup.py", [], ["--rounds", "1", "--recordings", "1", "--windows", "2"]),
+    "bootstrap": ("bootstrap.py", [], ["--quick"]),
 }
 
 

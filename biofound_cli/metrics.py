@@ -149,7 +149,7 @@ def classification_metrics(
     """
     from sklearn.metrics import accuracy_score, confusion_matrix
 
-    y_true, probabilities = _check_classification(y_true, probabilities)
+    y_true, probabilities = check_classification(y_true, probabilities)
     n_samples, n_classes = probabilities.shape
     names = class_names(label_names, n_classes)
     labels = np.arange(n_classes)
@@ -182,7 +182,7 @@ def classification_metrics(
     if n_classes == 2:
         auroc, aupr = auroc_per_class[1], aupr_per_class[1]
     else:
-        auroc, aupr = _nanmean(auroc_per_class), _nanmean(aupr_per_class)
+        auroc, aupr = defined_mean(auroc_per_class), defined_mean(aupr_per_class)
 
     per_class = [
         {
@@ -283,19 +283,7 @@ def channel_metrics(
     ch_names : sequence of str | None
         Names of the C channels; ``ch0``, ``ch1``, ... when not given.
     """
-    y_true = np.asarray(y_true)
-    y_score = np.asarray(y_score, dtype=np.float64)
-    if task == "mc":
-        if y_score.ndim != 2 or y_true.shape != y_score.shape:
-            raise ValueError(f"mc expects y_true and y_score of the same shape (N, C); got {y_true.shape} and {y_score.shape}")
-        # One probability of the positive class per channel → two-column probabilities.
-        probabilities = np.stack([1.0 - y_score, y_score], axis=-1)
-    elif task == "mmc":
-        if y_score.ndim != 3 or y_true.shape != y_score.shape[:2]:
-            raise ValueError(f"mmc expects y_true (N, C) and y_score (N, C, K); got {y_true.shape} and {y_score.shape}")
-        probabilities = y_score
-    else:
-        raise ValueError(f"channel_metrics handles mc and mmc, not {task!r}")
+    y_true, probabilities = channel_probabilities(task, y_true, y_score)
     n_channels = probabilities.shape[1]
     channels = list(ch_names) if ch_names is not None else [f"ch{c}" for c in range(n_channels)]
     if len(channels) != n_channels:
@@ -324,6 +312,31 @@ def channel_metrics(
         "per_channel": per_channel,
         "notes": notes + _channel_notes(per_channel),
     }
+
+
+def channel_probabilities(task: str, y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The targets (N, C) and class probabilities (N, C, K) of an ``mc`` or ``mmc`` split.
+
+    Parameters
+    ----------
+    task : str
+        ``mc`` (``y_score`` (N, C): the probability of the positive class, made two columns ``[1 - p, p]``)
+        or ``mmc`` (``y_score`` (N, C, K)).
+    y_true, y_score : np.ndarray
+        As :func:`channel_metrics` takes them; a ``ValueError`` when their shapes do not fit ``task``.
+    """
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if task == "mc":
+        if y_score.ndim != 2 or y_true.shape != y_score.shape:
+            raise ValueError(f"mc expects y_true and y_score of the same shape (N, C); got {y_true.shape} and {y_score.shape}")
+        # One probability of the positive class per channel → two-column probabilities.
+        return y_true, np.stack([1.0 - y_score, y_score], axis=-1)
+    if task == "mmc":
+        if y_score.ndim != 3 or y_true.shape != y_score.shape[:2]:
+            raise ValueError(f"mmc expects y_true (N, C) and y_score (N, C, K); got {y_true.shape} and {y_score.shape}")
+        return y_true, y_score
+    raise ValueError(f"channel_metrics handles mc and mmc, not {task!r}")
 
 
 def _channel_notes(per_channel: list[dict[str, Any]]) -> list[str]:
@@ -361,14 +374,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, output_names: Seq
     """
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-    y_true = np.asarray(y_true, dtype=np.float64)
-    y_pred = np.asarray(y_pred, dtype=np.float64)
-    if y_true.shape != y_pred.shape or y_true.ndim == 0 or y_true.shape[0] == 0:
-        raise ValueError(
-            f"regression expects y_true and y_pred of the same shape (N, ...); got {y_true.shape} and {y_pred.shape}"
-        )
-    flat_true = y_true.reshape(-1, 1) if y_true.ndim == 1 else y_true.reshape(-1, y_true.shape[-1])
-    flat_pred = y_pred.reshape(flat_true.shape)
+    flat_true, flat_pred = regression_outputs(y_true, y_pred)
     n_outputs = flat_true.shape[1]
     names = class_names(output_names, n_outputs, prefix="output")
     notes: list[str] = []
@@ -384,16 +390,34 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, output_names: Seq
     if constant:
         notes.append(f"R² is undefined for {', '.join(constant)}: the target is constant (or a single value)")
     return {
-        "n_samples": int(y_true.shape[0]),
+        "n_samples": int(np.shape(y_true)[0]),
         "output_names": names,
         "mae": finite(np.abs(flat_true - flat_pred).mean()),
         "rmse": finite(np.sqrt(((flat_true - flat_pred) ** 2).mean())),
-        "r2": finite(_nanmean(r2)),
+        "r2": finite(defined_mean(r2)),
         "per_output": [
             {"output": names[k], "mae": finite(mae[k]), "rmse": finite(rmse[k]), "r2": finite(r2[k])} for k in range(n_outputs)
         ],
         "notes": notes,
     }
+
+
+def regression_outputs(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Regression targets and predictions as (M, K) float arrays: K outputs (the last axis), every other axis pooled.
+
+    Parameters
+    ----------
+    y_true, y_pred : np.ndarray
+        Of the same shape, (N,) or (N, ..., K); a ``ValueError`` otherwise.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if y_true.shape != y_pred.shape or y_true.ndim == 0 or y_true.shape[0] == 0:
+        raise ValueError(
+            f"regression expects y_true and y_pred of the same shape (N, ...); got {y_true.shape} and {y_pred.shape}"
+        )
+    flat_true = y_true.reshape(-1, 1) if y_true.ndim == 1 else y_true.reshape(-1, y_true.shape[-1])
+    return flat_true, y_pred.reshape(flat_true.shape)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -402,7 +426,16 @@ def _check_task(task: str) -> None:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
 
 
-def _check_classification(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_classification(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``y_true`` as int64 class indices and ``probabilities`` as float64 (N, K); a ``ValueError`` when they do not fit.
+
+    Parameters
+    ----------
+    y_true : np.ndarray
+        (N,) whole class indices in ``0 .. K-1`` (floats holding whole numbers are taken).
+    probabilities : np.ndarray
+        (N, K) class probabilities, N ≥ 1 and K ≥ 2.
+    """
     y_true = np.asarray(y_true)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.ndim != 2 or y_true.shape != probabilities.shape[:1]:
@@ -468,7 +501,15 @@ def class_names(names: Sequence[str] | None, count: int, prefix: str = "class") 
     return names + [f"{prefix}{k}" if prefix != "class" else str(k) for k in range(len(names), count)]
 
 
-def _nanmean(values: np.ndarray) -> float:
+def defined_mean(values: np.ndarray) -> float:
+    """The mean of the finite ``values``, NaN when none is: a macro average over the classes, outputs or channels
+    where a metric is defined.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        The values, NaN or inf where undefined.
+    """
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     return float(finite.mean()) if finite.size else math.nan

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from biofound_cli.atomic import write_json_atomic
+from biofound_cli.evaluation.resampled_metrics import resample_scorer
 from biofound_cli.metrics import (
     CLASSIFICATION_TASKS,
     REGRESSION_TASKS,
@@ -98,6 +99,9 @@ def bootstrap_intervals(
 ) -> dict[str, Any]:
     """Percentile bootstrap confidence intervals of the headline metrics.
 
+    Each resample is scored by :func:`~biofound_cli.evaluation.resampled_metrics.resample_scorer`:
+    the values :func:`~biofound_cli.metrics.compute_metrics` gives, without scikit-learn's checks.
+
     Parameters
     ----------
     task : str
@@ -132,14 +136,12 @@ def bootstrap_intervals(
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie strictly between 0 and 1; got {confidence}")
     y_true = np.asarray(y_true)
-    y_score = np.asarray(y_score)
-    names = headline_names(task)
-    samples: dict[str, list[float]] = {name: [] for name in names}
+    score = resample_scorer(task, y_true, y_score)
+    samples: dict[str, list[float]] = {name: [] for name in headline_names(task)}
     for rows in _resampled_rows(np.random.default_rng(seed), y_true.shape[0], groups, n_bootstrap):
-        metrics = compute_metrics(task, y_true[rows], y_score[rows])
-        for name in names:
-            if metrics[name] is not None:
-                samples[name].append(metrics[name])
+        for name, value in score(rows).items():
+            if np.isfinite(value):
+                samples[name].append(value)
         if on_replicate is not None:
             on_replicate()
     return {

@@ -102,6 +102,19 @@ def test_predict_startup_compares_with_femba_imported_too() -> None:
     assert rows[0][3] == "**1.00×**"
 
 
+def test_bootstrap_compares_numpy_with_sklearn_on_each_case() -> None:
+    rows = table_rows(run("bootstrap.py", "--quick"))
+    assert [(row[0], row[1]) for row in rows] == [
+        ("bc", "windows"),
+        ("bc", "recordings"),
+        ("mcc", "windows"),
+        ("mcc", "recordings"),
+        ("mmc (4 channels)", "recordings"),
+    ]
+    # The two paths give the same intervals (the hand-written metrics are scikit-learn's).
+    assert all(float(row[5]) <= 1e-12 for row in rows)
+
+
 def test_run_all_writes_one_markdown_file(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     subprocess.run(
