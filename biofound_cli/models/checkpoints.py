@@ -223,7 +223,7 @@ class CheckpointMetadata:
         return self.constructor_kwargs is not None
 
 
-def checkpoint_transform(head: Any, asked: str | None, source: str) -> str:
+def checkpoint_transform(head: Any, asked: str | None, source: str, *, doing: str) -> str:
     """The input normalisation a checkpoint is scored, exported or run with (``evaluate``, ``export``, ``predict``).
 
     ``asked`` (a recipe's ``data.transform``) wins, with a warning where the checkpoint records another; then
@@ -239,6 +239,9 @@ def checkpoint_transform(head: Any, asked: str | None, source: str) -> str:
         The normalisation a recipe names (``data.transform``), if any.
     source : str
         The recipe or checkpoint file, named in messages.
+    doing : str
+        What the caller does with the normalisation, as the warning says it (``scoring``, ``exporting the graph``,
+        ``predicting``): the rule is one, the command using it is the caller's to name.
 
     Raises
     ------
@@ -250,7 +253,7 @@ def checkpoint_transform(head: Any, asked: str | None, source: str) -> str:
         if stored is not None and stored != asked:
             logger.warning(
                 f"{source}: data.transform = {asked!r} but the checkpoint was trained with {stored!r}; "
-                f"scoring with {asked!r} as the recipe asks (unset it to use the checkpoint's)"
+                f"{doing} with {asked!r} as the recipe asks (unset it to use the checkpoint's)"
             )
         return asked
     if stored is not None:

@@ -411,7 +411,12 @@ def _torch_model(
     recipe_channels, recipe_labels = _chain_facts(from_recipe)
     ch_names = _channels_to_feed(head, metadata.ch_names or (config or {}).get("ch_names"), recipe_channels, loaded.source)
     transform = get_transform(
-        checkpoint_transform(head, loaded.recipe.data.transform if loaded.recipe and loaded.recipe.data else None, loaded.source)
+        checkpoint_transform(
+            head,
+            loaded.recipe.data.transform if loaded.recipe and loaded.recipe.data else None,
+            loaded.source,
+            doing="predicting",
+        )
     )
     model = loaded.model.to(way.device).eval()
     if way.compiled:

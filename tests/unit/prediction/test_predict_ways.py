@@ -391,3 +391,18 @@ def test_scores_a_model_overflows_to_are_skipped_naming_the_checkpoint(model_and
     assert message.startswith(f"{weights}: its scores are NaN or inf for "), message
     assert "though its weights are finite" in message and "check the checkpoint" in message, message
     assert not list((tmp_path / "out").glob("R_*.csv"))
+
+
+def test_a_recipes_normalisation_against_the_checkpoints_warns_of_predicting_not_scoring(model_and_recordings: Path) -> None:
+    """The warning of a ``data.transform`` other than the checkpoint's said "scoring with ..." in predict too."""
+    recipe = model_and_recordings / "zscore.toml"
+    recipe.write_text('[data]\ntransform = "zscore"\n')
+    result = CliRunner().invoke(
+        app,
+        ["predict", str(model_and_recordings / "model.safetensors"), str(model_and_recordings / "rec")]
+        + ["--out", str(model_and_recordings / "out"), "--recipe", str(recipe), "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert f"{recipe}: data.transform = 'zscore' but the checkpoint was trained with 'none'; predicting with 'zscore'" in said
+    assert "scoring" not in said
