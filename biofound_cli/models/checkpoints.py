@@ -223,7 +223,11 @@ class CheckpointMetadata:
         return self.constructor_kwargs is not None
 
 
-def checkpoint_transform(head: Any, asked: str | None, source: str, *, doing: str) -> str:
+SET_TRANSFORM = "--set data.transform=NAME (or data.transform in the recipe)"
+"""How ``evaluate`` and ``export`` are told a checkpoint's input normalisation (:func:`checkpoint_transform`)."""
+
+
+def checkpoint_transform(head: Any, asked: str | None, source: str, *, doing: str, set_by: str = SET_TRANSFORM) -> str:
     """The input normalisation a checkpoint is scored, exported or run with (``evaluate``, ``export``, ``predict``).
 
     ``asked`` (a recipe's ``data.transform``) wins, with a warning where the checkpoint records another; then
@@ -242,6 +246,8 @@ def checkpoint_transform(head: Any, asked: str | None, source: str, *, doing: st
     doing : str
         What the caller does with the normalisation, as the warning says it (``scoring``, ``exporting the graph``,
         ``predicting``): the rule is one, the command using it is the caller's to name.
+    set_by : str
+        How the caller's command is told a normalisation (its flag), named in the refusal with the names it takes.
 
     Raises
     ------
@@ -260,7 +266,12 @@ def checkpoint_transform(head: Any, asked: str | None, source: str, *, doing: st
         return stored
     if head.variant in VARIANTS:
         return VARIANTS[head.variant].default_transform(head.task)
-    raise UsageError(f"{source}: the checkpoint does not say which input normalisation it was trained with; set data.transform")
+    from biofound_cli.models.transforms import TRANSFORMS
+
+    raise UsageError(
+        f"{source}: the checkpoint does not say which input normalisation it was trained with; name it with {set_by}, "
+        f"NAME one of {', '.join(TRANSFORMS)}"
+    )
 
 
 def checkpoint_metadata(

@@ -414,8 +414,9 @@ def _torch_model(
         checkpoint_transform(
             head,
             loaded.recipe.data.transform if loaded.recipe and loaded.recipe.data else None,
-            loaded.source,
+            loaded.source if loaded.recipe is not None else str(weights),  # without a recipe, the weights are at fault
             doing="predicting",
+            set_by='a recipe given with --recipe ([data] transform = "NAME")',
         )
     )
     model = loaded.model.to(way.device).eval()

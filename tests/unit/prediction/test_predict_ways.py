@@ -406,3 +406,23 @@ def test_a_recipes_normalisation_against_the_checkpoints_warns_of_predicting_not
     said = " ".join(result.stderr.split())
     assert f"{recipe}: data.transform = 'zscore' but the checkpoint was trained with 'none'; predicting with 'zscore'" in said
     assert "scoring" not in said
+
+
+def test_a_checkpoint_of_no_stated_normalisation_is_refused_naming_how_predict_is_told_one(model_and_recordings: Path) -> None:
+    """The refusal said "set data.transform", naming neither where predict takes it (a --recipe) nor the names."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from biofound_cli.models.checkpoints import read_metadata, save_state_dict
+
+    ckpt = model_and_recordings / "model.safetensors"
+    save_state_dict(ckpt, load_file(ckpt), replace(read_metadata(ckpt), variant=None, transform=None))
+    failed = _predict(model_and_recordings, "out", expect=2)
+    assert failed["error"] == (
+        f"{ckpt}: the checkpoint does not say which input normalisation it was trained with; name it with a recipe "
+        'given with --recipe ([data] transform = "NAME"), NAME one of femba-affine, zscore, minmax, none'
+    )
+    recipe = model_and_recordings / "minmax.toml"
+    recipe.write_text('[data]\ntransform = "minmax"\n')
+    assert _predict(model_and_recordings, "out", "--recipe", str(recipe))["predicted"] == 3
