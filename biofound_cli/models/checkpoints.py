@@ -332,7 +332,7 @@ def checkpoint_metadata(
     return metadata
 
 
-def licence_fields(name: str, derived: bool, reason: str) -> dict[str, Any]:
+def licence_fields(name: str | None, derived: bool, reason: str) -> dict[str, Any]:
     """The record's licence fields: ``license``, ``derived_from_official`` and, for derived weights, ``license_note``.
 
     The one wording of the licence a file carries, for training (weights started from official
@@ -340,8 +340,9 @@ def licence_fields(name: str, derived: bool, reason: str) -> dict[str, Any]:
 
     Parameters
     ----------
-    name : str
-        The licence (``CC BY-ND 4.0``, the official weights'; or who sets it).
+    name : str | None
+        The licence (``CC BY-ND 4.0``, the official weights'); ``None`` for weights that state none (not derived
+        from the official ones: their owner chooses it), left out of the header.
     derived : bool
         Whether the weights derive from the official checkpoints.
     reason : str

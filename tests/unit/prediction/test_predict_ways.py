@@ -426,3 +426,30 @@ def test_a_checkpoint_of_no_stated_normalisation_is_refused_naming_how_predict_i
     recipe = model_and_recordings / "minmax.toml"
     recipe.write_text('[data]\ntransform = "minmax"\n')
     assert _predict(model_and_recordings, "out", "--recipe", str(recipe))["predicted"] == 3
+
+
+def test_weights_that_state_no_licence_are_said_so_alike_from_a_checkpoint_and_its_onnx_export(
+    model_and_recordings: Path,
+) -> None:
+    """A checkpoint stating no licence printed `license: None`; its ONNX export's config.json named the licence
+    "set by the weights' owner", which predict of the graph then reported as the licence."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from biofound_cli.models.checkpoints import read_metadata, save_state_dict
+
+    ckpt = model_and_recordings / "model.safetensors"
+    save_state_dict(ckpt, load_file(ckpt), replace(read_metadata(ckpt), derived_from_official=False))
+    exported = CliRunner().invoke(app, ["export", str(ckpt), "-f", "onnx", "--out", str(model_and_recordings / "graph")])
+    assert exported.exit_code == 0, exported.output
+    for name, model in (("ckpt", "model.safetensors"), ("onnx", "graph/model.onnx")):
+        assert _predict(model_and_recordings, name, model=model)["license"] is None
+        plain = CliRunner().invoke(
+            app,
+            ["predict", str(model_and_recordings / model), str(model_and_recordings / "rec"), "--force"]
+            + ["--out", str(model_and_recordings / name), "--no-progress"],
+        )
+        assert plain.exit_code == 0, plain.output
+        [row] = [line for line in plain.stdout.splitlines() if " license " in line]
+        assert row.split("│")[2].strip() == "none stated", row
