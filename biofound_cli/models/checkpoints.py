@@ -937,14 +937,26 @@ def family_of_keys(keys: Iterable[str]) -> str | None:
         State-dict keys without the ``model.`` prefix.
     """
     keys = list(keys)
+    return next((family.name for family in _installed_families() if any(key.startswith(family.key_marker) for key in keys)), None)
+
+
+def _installed_families() -> Iterator[ModelFamily]:
+    """The registered families whose model file is installed, in the registry's order."""
     for name in FAMILIES:
         try:
-            family = FAMILIES[name]
+            yield FAMILIES[name]
         except UsageError:  # the family's model file is not installed
             continue
-        if any(key.startswith(family.key_marker) for key in keys):
-            return family.name
-    return None
+
+
+def _no_family_note() -> str:
+    """What ``info`` says of keys that match no family: each family's marker key, from the registry, and what to do."""
+    markers = ", ".join(f"{family.name} {family.key_marker}*" for family in _installed_families())
+    return (
+        f"its keys match no model family's, so its model and head are unknown (the families' marker keys: {markers}, "
+        "with or without the model. prefix); a checkpoint of one of them saved under other key names needs those "
+        "renamed to the upstream model's"
+    )
 
 
 @lru_cache(maxsize=None)
@@ -1017,7 +1029,8 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         metadata's ``license``, with its ``license_note`` for weights derived from the official
         CC BY-ND 4.0 ones, as training started from them and ``biofound export`` write them; for a file that says
         nothing but whose variant is guessed, the official weights' licence, said as theirs; else ``None``), and
-        ``fine_tuning`` (:attr:`CheckpointMetadata.fine_tuning`: LoRA's rank, alpha and whether merged; else ``None``).
+        ``fine_tuning`` (:attr:`CheckpointMetadata.fine_tuning`: LoRA's rank, alpha and whether merged; else ``None``);
+        for keys that match no family (``model`` and ``head`` ``None``), ``unrecognised``: why, and each family's marker key.
     """
     path = existing_weights(path)
     metadata, shapes, dtype_of = _layout(path)
@@ -1046,6 +1059,7 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         "head": _head_kind(shapes),
         "license": record.stated_licence or (_official_licence(variant) if guessed else None),
         "fine_tuning": record.fine_tuning,
+        **({} if model_name else {"unrecognised": _no_family_note()}),
     }
 
 
