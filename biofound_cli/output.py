@@ -401,12 +401,12 @@ def _isatty(stream: Any) -> bool:
 
 
 CELL_WIDTH = 80
-UNSET_SAID = {"license": "none stated"}
-"""How a summary table words a field its JSON gives as null, where ``None`` would be Python's word, not the user's:
-weights that state no licence (``predict``, ``export``, ``info``)."""
 """The widest line of a summary value of several items (a dict, a list) off a terminal, where a table is as wide as
 its widest line (:func:`_print_table`): pack's preprocessing settings, on one line, made each row of its summary
 ~1,500 columns wide. A longer value goes on over lines, broken between items, never inside one (a path stays whole)."""
+UNSET_SAID = {"license": "none stated"}
+"""How a summary table words a field its JSON gives as null, where ``None`` would be Python's word, not the user's:
+weights that state no licence (``predict``, ``export``, ``info``)."""
 
 TABLE_EDGES = 7
 """The columns a two-column table takes besides its cells: three borders and a space either side of each cell."""
