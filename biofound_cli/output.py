@@ -269,7 +269,8 @@ class Output:
         # On a terminal the values are broken to fit beside the field names; rich would fold them anywhere.
         beside = self.stdout.width - max(map(len, data), default=0) - TABLE_EDGES
         width = max(beside, CELL_WIDTH // 2) if _isatty(self.stdout.file) else CELL_WIDTH
-        self.result_table(title, ("field", "value"), [(key, "\n".join(_cell(value, width))) for key, value in data.items()])
+        said = {key: UNSET_SAID[key] if value is None and key in UNSET_SAID else value for key, value in data.items()}
+        self.result_table(title, ("field", "value"), [(key, "\n".join(_cell(value, width))) for key, value in said.items()])
 
     def json_object(self, data: dict[str, Any]) -> None:
         """Write ``data`` as one JSON line on stdout, with the warnings printed so far under ``warnings``.
@@ -403,6 +404,9 @@ CELL_WIDTH = 80
 """The widest line of a summary value of several items (a dict, a list) off a terminal, where a table is as wide as
 its widest line (:func:`_print_table`): pack's preprocessing settings, on one line, made each row of its summary
 ~1,500 columns wide. A longer value goes on over lines, broken between items, never inside one (a path stays whole)."""
+UNSET_SAID = {"license": "none stated"}
+"""How a summary table words a field its JSON gives as null, where ``None`` would be Python's word, not the user's:
+weights that state no licence (``predict``, ``export``, ``info``)."""
 
 TABLE_EDGES = 7
 """The columns a two-column table takes besides its cells: three borders and a space either side of each cell."""

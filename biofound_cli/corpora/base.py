@@ -167,6 +167,20 @@ class Corpus(ABC):
             options = self.Options()
         self.options = options
 
+    @classmethod
+    def official_split_source(cls, split: str) -> str | None:
+        """What gives this reader's recordings the official split ``split``, as ``pack``'s advice for a split left empty
+        names it: the option of :attr:`official_split_options` (``preprocess.options.val_fraction``), overridden by a
+        reader whose split no option sets (``uci-emg``: its subjects); ``None`` where nothing does.
+
+        Parameters
+        ----------
+        split : str
+            ``train``, ``val`` or ``test``.
+        """
+        option = cls.official_split_options.get(split)
+        return f"preprocess.options.{option}" if option else None
+
     @property
     def excluded(self) -> dict[str, int]:
         """How many recordings the last :meth:`discover` left out on purpose, by reason (:attr:`left_out`)."""

@@ -107,6 +107,12 @@ class UciEmgCorpus(Corpus):
         if self.options_as(UciEmgOptions).keep_class_7:
             self.label_names = GESTURE_NAMES
 
+    @classmethod
+    def official_split_source(cls, split: str) -> str | None:
+        # No option moves a recording to another split: the published split is by subject, so its subjects give one.
+        subjects = next((numbers for name, numbers in SUBJECT_SPLITS.items() if name == split), None)
+        return f"the recordings of subjects {subjects[0]:02d}..{subjects[-1]:02d}" if subjects else None
+
     def discover(self, root: Path) -> list[RecordingRef]:
         refs = super().discover(root)
         # A folder 37 (a lab's own subject, a copy) was passed over as "not a uci-emg recording", without saying why.

@@ -522,7 +522,7 @@ def _objective(recipe: Any, source: str, head: Any, info: Any, task: str, checkp
     if problem:
         raise UsageError(f"{source}: {problem}")
     locations, _ = channel_inputs(head.model_family, task, placed_channels(head, info, checkpoint), info.channel_positions)
-    transform = get_transform(checkpoint_transform(head, recipe.data.transform if recipe.data else None, source))
+    transform = get_transform(checkpoint_transform(head, recipe.data.transform if recipe.data else None, source, doing="scoring"))
     return Objective(head.family, task, transform=transform, channel_locations=locations, **loss_options(train))
 
 

@@ -299,8 +299,9 @@ def _licence(source: Any, run: Any, acknowledge_license: bool) -> tuple[Any, dic
     if status.derived:
         logger.warning(model_card.licence_warning(source, status, acknowledge_license))
     return status, {
-        # The licence training recorded when it started from official weights; older checkpoints record none.
-        "name": (source.metadata.license or model_card.LICENSE) if status.derived else "set by the weights' owner",
+        # The licence training recorded when it started from official weights; older checkpoints record none. Weights
+        # not derived from them state none (null): their owner chooses one, which predict must not report as a name.
+        "name": (source.metadata.license or model_card.LICENSE) if status.derived else None,
         "derived_from_official": status.derived,
         "reason": status.reason,
         "acknowledged": acknowledge_license,

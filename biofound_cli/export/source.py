@@ -357,7 +357,7 @@ def load_source(
         head=head,
         ch_names=ch_names,
         label_names=label_names,
-        transform=checkpoint_transform(head, transform, str(checkpoint)),
+        transform=checkpoint_transform(head, transform, str(checkpoint), doing="exporting the graph"),
         channel_locations=locations,
         metadata=replace(metadata, n_chans=n_channels, n_times=n_times, sfreq=sfreq),
         sha256=file_sha256(checkpoint),

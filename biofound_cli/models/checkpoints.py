@@ -223,7 +223,11 @@ class CheckpointMetadata:
         return self.constructor_kwargs is not None
 
 
-def checkpoint_transform(head: Any, asked: str | None, source: str) -> str:
+SET_TRANSFORM = "--set data.transform=NAME (or data.transform in the recipe)"
+"""How ``evaluate`` and ``export`` are told a checkpoint's input normalisation (:func:`checkpoint_transform`)."""
+
+
+def checkpoint_transform(head: Any, asked: str | None, source: str, *, doing: str, set_by: str = SET_TRANSFORM) -> str:
     """The input normalisation a checkpoint is scored, exported or run with (``evaluate``, ``export``, ``predict``).
 
     ``asked`` (a recipe's ``data.transform``) wins, with a warning where the checkpoint records another; then
@@ -239,6 +243,11 @@ def checkpoint_transform(head: Any, asked: str | None, source: str) -> str:
         The normalisation a recipe names (``data.transform``), if any.
     source : str
         The recipe or checkpoint file, named in messages.
+    doing : str
+        What the caller does with the normalisation, as the warning says it (``scoring``, ``exporting the graph``,
+        ``predicting``): the rule is one, the command using it is the caller's to name.
+    set_by : str
+        How the caller's command is told a normalisation (its flag), named in the refusal with the names it takes.
 
     Raises
     ------
@@ -250,14 +259,19 @@ def checkpoint_transform(head: Any, asked: str | None, source: str) -> str:
         if stored is not None and stored != asked:
             logger.warning(
                 f"{source}: data.transform = {asked!r} but the checkpoint was trained with {stored!r}; "
-                f"scoring with {asked!r} as the recipe asks (unset it to use the checkpoint's)"
+                f"{doing} with {asked!r} as the recipe asks (unset it to use the checkpoint's)"
             )
         return asked
     if stored is not None:
         return stored
     if head.variant in VARIANTS:
         return VARIANTS[head.variant].default_transform(head.task)
-    raise UsageError(f"{source}: the checkpoint does not say which input normalisation it was trained with; set data.transform")
+    from biofound_cli.models.transforms import TRANSFORMS
+
+    raise UsageError(
+        f"{source}: the checkpoint does not say which input normalisation it was trained with; name it with {set_by}, "
+        f"NAME one of {', '.join(TRANSFORMS)}"
+    )
 
 
 def checkpoint_metadata(
@@ -318,7 +332,7 @@ def checkpoint_metadata(
     return metadata
 
 
-def licence_fields(name: str, derived: bool, reason: str) -> dict[str, Any]:
+def licence_fields(name: str | None, derived: bool, reason: str) -> dict[str, Any]:
     """The record's licence fields: ``license``, ``derived_from_official`` and, for derived weights, ``license_note``.
 
     The one wording of the licence a file carries, for training (weights started from official
@@ -326,8 +340,9 @@ def licence_fields(name: str, derived: bool, reason: str) -> dict[str, Any]:
 
     Parameters
     ----------
-    name : str
-        The licence (``CC BY-ND 4.0``, the official weights'; or who sets it).
+    name : str | None
+        The licence (``CC BY-ND 4.0``, the official weights'); ``None`` for weights that state none (not derived
+        from the official ones: their owner chooses it), left out of the header.
     derived : bool
         Whether the weights derive from the official checkpoints.
     reason : str
@@ -922,14 +937,26 @@ def family_of_keys(keys: Iterable[str]) -> str | None:
         State-dict keys without the ``model.`` prefix.
     """
     keys = list(keys)
+    return next((family.name for family in _installed_families() if any(key.startswith(family.key_marker) for key in keys)), None)
+
+
+def _installed_families() -> Iterator[ModelFamily]:
+    """The registered families whose model file is installed, in the registry's order."""
     for name in FAMILIES:
         try:
-            family = FAMILIES[name]
+            yield FAMILIES[name]
         except UsageError:  # the family's model file is not installed
             continue
-        if any(key.startswith(family.key_marker) for key in keys):
-            return family.name
-    return None
+
+
+def _no_family_note() -> str:
+    """What ``info`` says of keys that match no family: each family's marker key, from the registry, and what to do."""
+    markers = ", ".join(f"{family.name} {family.key_marker}*" for family in _installed_families())
+    return (
+        f"its keys match no model family's, so its model and head are unknown (the families' marker keys: {markers}, "
+        "with or without the model. prefix); a checkpoint of one of them saved under other key names needs those "
+        "renamed to the upstream model's"
+    )
 
 
 @lru_cache(maxsize=None)
@@ -1002,7 +1029,8 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         metadata's ``license``, with its ``license_note`` for weights derived from the official
         CC BY-ND 4.0 ones, as training started from them and ``biofound export`` write them; for a file that says
         nothing but whose variant is guessed, the official weights' licence, said as theirs; else ``None``), and
-        ``fine_tuning`` (:attr:`CheckpointMetadata.fine_tuning`: LoRA's rank, alpha and whether merged; else ``None``).
+        ``fine_tuning`` (:attr:`CheckpointMetadata.fine_tuning`: LoRA's rank, alpha and whether merged; else ``None``);
+        for keys that match no family (``model`` and ``head`` ``None``), ``unrecognised``: why, and each family's marker key.
     """
     path = existing_weights(path)
     metadata, shapes, dtype_of = _layout(path)
@@ -1031,6 +1059,7 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         "head": _head_kind(shapes),
         "license": record.stated_licence or (_official_licence(variant) if guessed else None),
         "fine_tuning": record.fine_tuning,
+        **({} if model_name else {"unrecognised": _no_family_note()}),
     }
 
 

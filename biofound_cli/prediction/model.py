@@ -411,7 +411,13 @@ def _torch_model(
     recipe_channels, recipe_labels = _chain_facts(from_recipe)
     ch_names = _channels_to_feed(head, metadata.ch_names or (config or {}).get("ch_names"), recipe_channels, loaded.source)
     transform = get_transform(
-        checkpoint_transform(head, loaded.recipe.data.transform if loaded.recipe and loaded.recipe.data else None, loaded.source)
+        checkpoint_transform(
+            head,
+            loaded.recipe.data.transform if loaded.recipe and loaded.recipe.data else None,
+            loaded.source if loaded.recipe is not None else str(weights),  # without a recipe, the weights are at fault
+            doing="predicting",
+            set_by='a recipe given with --recipe ([data] transform = "NAME")',
+        )
     )
     model = loaded.model.to(way.device).eval()
     if way.compiled:

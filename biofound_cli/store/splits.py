@@ -191,10 +191,11 @@ def _empty_split_warning(names: list[str], n_free: int, has_official: bool, n_ke
             "every subject anew (models trained on the old split must not be evaluated on the new one), or add recordings"
         )
     if has_official and n_free == 0:
-        hint = f" ({', '.join(hints)})" if hints else ""
+        # Only what the packed readers really take: "give the corpus such a split" sent UCI EMG's users looking for an option.
+        give = f"give recordings such a split ({', '.join(hints)}), or " if hints else "no reader packed here gives one; "
         return (
             f"{split_is} empty: every subject's windows have an official split and none is {which}; "
-            f"give the corpus such a split{hint}, or set {fractions} = 0 and the other fractions to add up to 1"
+            f"{give}set {fractions} = 0 and the other fractions to add up to 1"
         )
     # With official splits, the subjects pack places are those of no official split and those officially train
     # alone (rule 2 of docs/pack.md): UCI EMG's subject 01 was said to have no official split.
@@ -226,9 +227,9 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
 
 
 def split_options(corpora: Iterable[str]) -> dict[str, list[str]]:
-    """Per split, the options of these readers that give recordings that official split (``ts:
-    preprocess.options.val_fraction``), from :attr:`~biofound_cli.corpora.base.Corpus.official_split_options`;
-    a name that is no reader's is passed over.
+    """Per split, what of these readers gives recordings that official split (``ts: preprocess.options.val_fraction``,
+    ``uci-emg: the recordings of subjects 25..30``), as each reader says it
+    (:meth:`~biofound_cli.corpora.base.Corpus.official_split_source`); a name that is no reader's is passed over.
 
     A split left empty names them: an advice naming one reader's option (``ts``'s) sent the users of
     another (``emg-csv``, which splits by repetition) to an option their reader does not take.
@@ -242,8 +243,10 @@ def split_options(corpora: Iterable[str]) -> dict[str, list[str]]:
 
     options: dict[str, list[str]] = {}
     for corpus in sorted(set(corpora) & set(CORPORA)):
-        for split, option in get_corpus(corpus).official_split_options.items():
-            options.setdefault(split, []).append(f"{corpus}: preprocess.options.{option}")
+        for split in SPLITS:
+            source = get_corpus(corpus).official_split_source(split)
+            if source is not None:
+                options.setdefault(split, []).append(f"{corpus}: {source}")
     return options
 
 

@@ -205,3 +205,24 @@ def test_official_shaped_weights_without_metadata_name_the_official_licence(tmp_
     assert (info["variant"], info["guessed"]) == ("tinymyo", True)
     assert info["license"] == "none stated; the official tinymyo weights, whose keys and shapes these match, are CC BY-ND 4.0"
     assert json.loads(runner.invoke(app, ["info", str(other), "--json"]).stdout)["license"] is None
+
+
+def test_keys_of_no_family_are_said_unrecognised_naming_each_familys_marker_key(tmp_path):
+    # A file of a bare classifier.* said `head: null` (plain: None) and nothing else: no word of why or what to do.
+    from safetensors.torch import save_file
+
+    from biofound_cli.models.registry import FAMILIES
+
+    bare = tmp_path / "bare.safetensors"
+    save_file({"classifier.weight": torch.zeros(2, 2)}, str(bare))
+    info = json.loads(runner.invoke(app, ["info", str(bare), "--json"]).stdout)
+    assert (info["model"], info["head"]) == (None, None)
+    assert info["unrecognised"].startswith("its keys match no model family's, so its model and head are unknown")
+    assert all(f"{FAMILIES[name].name} {FAMILIES[name].key_marker}*" in info["unrecognised"] for name in FAMILIES)
+    plain = " ".join(runner.invoke(app, ["info", str(bare)]).output.split())
+    assert "unrecognised" in plain and "renamed to the upstream model's" in plain.replace("│ ", "")
+    official = tmp_path / "official.safetensors"
+    from biofound_cli.models.registry import create_model
+
+    official_release(create_model("tinymyo"), official)
+    assert "unrecognised" not in json.loads(runner.invoke(app, ["info", str(official), "--json"]).stdout)

@@ -451,7 +451,7 @@ def test_a_split_no_subject_could_fill_names_the_option_that_gives_it_at_finetun
     for stage in (["preprocess", "--recipe", "r.toml", "--workers", "2"], ["pack", "--recipe", "r.toml"]):
         result = runner.invoke(app, [*stage, *settings, "--no-progress"])
         assert result.exit_code == 0, result.output
-    assert "give the corpus such a split (emg-csv: preprocess.options.split_by_repetition)" in result.stderr
+    assert "give recordings such a split (emg-csv: preprocess.options.split_by_repetition)" in result.stderr
     refused = runner.invoke(app, ["finetune", "r.toml", "--set", "data.num_workers=2"])  # it reads no preprocess.root
     assert refused.exit_code == 2, refused.output
     assert refused.stderr == (

@@ -29,5 +29,32 @@ def test_an_empty_val_split_of_a_repetition_split_names_split_by_repetition(tmp_
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["windows"]["val"] == 0
     assert "'val' is empty: every subject's windows have an official split and none is 'val'; " in result.stderr
-    assert "give the corpus such a split (emg-csv: preprocess.options.split_by_repetition)" in result.stderr
+    assert "give recordings such a split (emg-csv: preprocess.options.split_by_repetition)" in result.stderr
     assert "val_fraction" not in result.stderr
+
+
+def test_an_empty_split_of_uci_emg_names_the_subjects_that_give_it(tmp_path: Path) -> None:
+    # Subjects 01 (officially train) and 25 (val) alone leave test empty: the advice was "give the corpus such a
+    # split", and the uci-emg reader has no option for that; its published split is by subject.
+    import numpy as np
+
+    root, shards, packed = tmp_path / "uci", tmp_path / "shards", tmp_path / "packed"
+    header = "time\tchannel1\tchannel2\tchannel3\tchannel4\tchannel5\tchannel6\tchannel7\tchannel8\tclass\n"
+    classes = [0] * 600 + [1] * 1200 + [0] * 600 + [2] * 1200 + [0] * 600
+    rng = np.random.default_rng(0)
+    for subject in ("01", "25"):
+        (root / subject).mkdir(parents=True)
+        signal = rng.normal(0, 1e-4, (len(classes), 8))
+        rows = ["\t".join([str(index)] + [f"{v:.6f}" for v in signal[index]] + [str(c)]) for index, c in enumerate(classes)]
+        (root / subject / "1_raw_data.txt").write_text(header + "\n".join(rows) + "\n")
+    args = ["preprocess", "uci-emg", "--root", str(root), "--out", str(shards), "--json", "--no-progress", "--workers", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["pack", str(shards), "--out", str(packed), "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["windows"]["test"] == 0
+    said = " ".join(result.stderr.split())
+    assert (
+        "split 'test' is empty: every subject's windows have an official split and none is 'test'; give recordings "
+        "such a split (uci-emg: the recordings of subjects 31..36), or set pack.test = 0"
+    ) in said, said

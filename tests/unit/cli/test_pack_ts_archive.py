@@ -99,10 +99,10 @@ def test_an_empty_test_split_names_the_option_that_gives_files_theirs(archive, t
     result = _pack(tmp_path / "shards", tmp_path / "packed")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["windows"] == {"train": N_TRAIN - 2, "val": 2, "test": 0}
-    assert "split 'test' is empty: every subject's windows have an official split and none is 'test'; give the corpus " in (
+    assert "split 'test' is empty: every subject's windows have an official split and none is 'test'; give recordings " in (
         result.stderr
     )
-    assert "such a split (ts: preprocess.options.split_patterns), or set pack.test = 0" in result.stderr
+    assert "give recordings such a split (ts: preprocess.options.split_patterns), or set pack.test = 0" in result.stderr
 
 
 def test_shards_that_leave_train_empty_fail_with_one_line(tmp_path):

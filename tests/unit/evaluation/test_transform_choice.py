@@ -12,12 +12,12 @@ def head(transform: str | None) -> SimpleNamespace:
 
 
 def test_the_checkpoints_normalisation_is_used_when_the_recipe_sets_none(caplog):
-    assert checkpoint_transform(head("minmax"), None, "r.toml") == "minmax"
+    assert checkpoint_transform(head("minmax"), None, "r.toml", doing="scoring") == "minmax"
     assert caplog.records == []
 
 
 def test_a_recipe_that_contradicts_the_checkpoint_is_followed_with_a_warning(caplog):
-    assert checkpoint_transform(head("zscore"), "none", "r.toml") == "none"
+    assert checkpoint_transform(head("zscore"), "none", "r.toml", doing="scoring") == "none"
     [record] = caplog.records
     assert record.levelname == "WARNING" and record.name == "biofound_cli.models.checkpoints"
     assert "data.transform = 'none'" in record.getMessage() and "'zscore'" in record.getMessage()

@@ -138,7 +138,7 @@ def test_weights_trained_from_scratch_carry_no_derivative_note(tmp_path):
     ckpt = make_run(tmp_path, start_from=None)
     export_checkpoint(ckpt, "safetensors", tmp_path / "out")
     header = read_header(tmp_path / "out" / "model.safetensors")
-    assert header["license"] == "set by the weights' owner" and "license_note" not in header
+    assert "license" not in header and "license_note" not in header and header["derived_from_official"] == "false"
 
 
 def test_exported_weights_and_run_checkpoints_are_readable_by_the_group(tinymyo_ckpt, tmp_path):

@@ -391,3 +391,65 @@ def test_scores_a_model_overflows_to_are_skipped_naming_the_checkpoint(model_and
     assert message.startswith(f"{weights}: its scores are NaN or inf for "), message
     assert "though its weights are finite" in message and "check the checkpoint" in message, message
     assert not list((tmp_path / "out").glob("R_*.csv"))
+
+
+def test_a_recipes_normalisation_against_the_checkpoints_warns_of_predicting_not_scoring(model_and_recordings: Path) -> None:
+    """The warning of a ``data.transform`` other than the checkpoint's said "scoring with ..." in predict too."""
+    recipe = model_and_recordings / "zscore.toml"
+    recipe.write_text('[data]\ntransform = "zscore"\n')
+    result = CliRunner().invoke(
+        app,
+        ["predict", str(model_and_recordings / "model.safetensors"), str(model_and_recordings / "rec")]
+        + ["--out", str(model_and_recordings / "out"), "--recipe", str(recipe), "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert f"{recipe}: data.transform = 'zscore' but the checkpoint was trained with 'none'; predicting with 'zscore'" in said
+    assert "scoring" not in said
+
+
+def test_a_checkpoint_of_no_stated_normalisation_is_refused_naming_how_predict_is_told_one(model_and_recordings: Path) -> None:
+    """The refusal said "set data.transform", naming neither where predict takes it (a --recipe) nor the names."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from biofound_cli.models.checkpoints import read_metadata, save_state_dict
+
+    ckpt = model_and_recordings / "model.safetensors"
+    save_state_dict(ckpt, load_file(ckpt), replace(read_metadata(ckpt), variant=None, transform=None))
+    failed = _predict(model_and_recordings, "out", expect=2)
+    assert failed["error"] == (
+        f"{ckpt}: the checkpoint does not say which input normalisation it was trained with; name it with a recipe "
+        'given with --recipe ([data] transform = "NAME"), NAME one of femba-affine, zscore, minmax, none'
+    )
+    recipe = model_and_recordings / "minmax.toml"
+    recipe.write_text('[data]\ntransform = "minmax"\n')
+    assert _predict(model_and_recordings, "out", "--recipe", str(recipe))["predicted"] == 3
+
+
+def test_weights_that_state_no_licence_are_said_so_alike_from_a_checkpoint_and_its_onnx_export(
+    model_and_recordings: Path,
+) -> None:
+    """A checkpoint stating no licence printed `license: None`; its ONNX export's config.json named the licence
+    "set by the weights' owner", which predict of the graph then reported as the licence."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from biofound_cli.models.checkpoints import read_metadata, save_state_dict
+
+    ckpt = model_and_recordings / "model.safetensors"
+    save_state_dict(ckpt, load_file(ckpt), replace(read_metadata(ckpt), derived_from_official=False))
+    exported = CliRunner().invoke(app, ["export", str(ckpt), "-f", "onnx", "--out", str(model_and_recordings / "graph")])
+    assert exported.exit_code == 0, exported.output
+    for name, model in (("ckpt", "model.safetensors"), ("onnx", "graph/model.onnx")):
+        assert _predict(model_and_recordings, name, model=model)["license"] is None
+        plain = CliRunner().invoke(
+            app,
+            ["predict", str(model_and_recordings / model), str(model_and_recordings / "rec"), "--force"]
+            + ["--out", str(model_and_recordings / name), "--no-progress"],
+        )
+        assert plain.exit_code == 0, plain.output
+        [row] = [line for line in plain.stdout.splitlines() if " license " in line]
+        assert row.split("│")[2].strip() == "none stated", row
