@@ -69,6 +69,30 @@ could leave half done and leaves SIGTERM its default action; ``pretrain``/``fine
 ``PREEMPTED`` on it."""
 
 
+# What each status means, in a few words, for the line every command's --help ends with.
+_STATUS_WORDS: dict[ExitStatus, str] = {
+    ExitStatus.OK: "done",
+    ExitStatus.FAILED: "failed",
+    ExitStatus.USAGE: "bad flags or recipe",
+    ExitStatus.PREEMPTED: "preempted (SIGTERM, SIGUSR1), a resumable checkpoint written: the line names the command to continue",
+    ExitStatus.NEEDS_CREDENTIALS: "the data set needs credentials",
+    ExitStatus.INTERRUPTED: "Ctrl-C",
+    ExitStatus.TERMINATED: "SIGTERM or SIGUSR1, finished work kept",
+}
+
+
+def statuses_help(command: str) -> str:
+    """The sentence naming the statuses ``command`` may end with (its row of :data:`COMMAND_STATUSES`), for its ``--help``.
+
+    Parameters
+    ----------
+    command : str
+        The command's first word, e.g. ``"finetune"``.
+    """
+    named = ", ".join(f"{int(status)} {_STATUS_WORDS[status]}" for status in sorted(COMMAND_STATUSES[command]))
+    return f"Exit status: {named}; docs/exit-status.md says when each comes."
+
+
 def handles_stops(command: str | None) -> bool:
     """Whether ``command`` (as typed after ``biofound``) handles SIGTERM and SIGUSR1: it may end ``TERMINATED`` or ``PREEMPTED``.
 

@@ -13,6 +13,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from biofound_cli import __version__
 from biofound_cli.cli.entry import asks_for_json, say_error, stopped_as_it_started
+from biofound_cli.errors import statuses_help
 
 
 def _flags_show_no_type() -> None:
@@ -201,9 +202,8 @@ def _help_from_docstrings(typer_app: typer.Typer) -> None:
 
 
 for _command, (_module, _example) in COMMANDS.items():
-    app.command(_command, epilog=f"Example: {_example}")(
-        getattr(importlib.import_module(f"biofound_cli.cli.{_module}"), _command)
-    )
+    _callback = getattr(importlib.import_module(f"biofound_cli.cli.{_module}"), _command)
+    app.command(_command, help=f"{help_text(_callback)}\n\n{statuses_help(_command)}", epilog=f"Example: {_example}")(_callback)
 app.add_typer(importlib.import_module("biofound_cli.cli.recipes").recipes_app, name="recipes")
 _help_from_docstrings(app)
 

@@ -93,9 +93,7 @@ def predict(
     preprocess.options.pattern=REGEX (edf: extensions) which files are recordings. A re-run
     skips recordings this model (same weights, run the same way) already predicted, unchanged since, unless --force.
     --precision bf16 and --compile are the faster ways for PyTorch checkpoints. --shard I/N runs one slice of an array job;
-    slices write into the same --out, each its own summary.slice-I-of-N.json. Exit status: 0 when any recording was predicted
-    or all were already done, 1 when every recording failed or the model file cannot be read, 2 for a bad model, recipe, path
-    or flag, 130 on Ctrl-C, 143 on SIGTERM (the summary lists the tables written).
+    slices write into the same --out, each its own summary.slice-I-of-N.json.
     """
     from biofound_cli.errors import UsageError
     from biofound_cli.prediction.chain import admission_changes, resolve_prediction_chain, with_admission_settings

@@ -45,8 +45,6 @@ def preprocess(
 
     Defaults reproduce the published preprocessing of each corpus; the recipe's preprocess section or --set preprocess.KEY=VALUE
     changes any number. Finished shards are skipped, so an interrupted run resumes. --shard I/N runs one slice of an array job.
-    Exit status: 0 when any shard was written or all were already there, 1 when every recording failed, 2 for a bad recipe or an
-    --out that cannot be written, 130 on Ctrl-C and 143 on SIGTERM (finished shards kept, report written).
     """
     from biofound_cli.corpora.base import Corpus
     from biofound_cli.recipes.origin import Flag, recipe_source

@@ -212,3 +212,17 @@ def test_the_predict_example_runs_where_the_evaluate_example_trained():
     model, recordings = example.split()[2:4]
     assert Path(model) == recipe.run_dir() / "checkpoints" / "best"
     assert sorted(repo.glob(recordings.strip('"'))), f"the example's recordings {recordings} name no file"
+
+
+@pytest.mark.parametrize("command", sorted(REGISTERED), ids=str)
+def test_help_names_the_exit_statuses_the_command_may_end_with(command):
+    """``finetune --help`` said nothing of 75, the status a preempted run ends with, which a requeue script acts on;
+    only ``preprocess`` and ``predict`` listed theirs, by hand. Each command's ``--help`` now gives its row of
+    ``COMMAND_STATUSES``, the one table ``docs/exit-status.md`` is held to (journey31b)."""
+    from biofound_cli.errors import COMMAND_STATUSES
+
+    text = " ".join(help_text([command]).replace("│", " ").split())
+    line = text.split("Exit status: ", 1)[1].split("docs/exit-status.md", 1)[0]
+    named = {int(word) for word in line.replace(",", " ").split() if word.isdigit()}
+    assert named == {int(status) for status in COMMAND_STATUSES[command]}, line
+    assert text.count("Exit status") == 1, text
