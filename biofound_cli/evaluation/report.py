@@ -305,13 +305,11 @@ def _recording_level(
     rec_true, rec_score, recording_ids, n_mixed = aggregate_recordings(task, y_true, y_score, recording_index)
     recording_metrics = compute_metrics(task, rec_true, rec_score, label_names, ch_names=ch_names)
     if recording_ids.size < MIN_RECORDINGS_TO_RESAMPLE:
-        # The notes would explain scores that are not reported (e.g. "cohen_kappa is averaged over 13 channels",
-        # or how the one recording's label was chosen).
-        recording_metrics.update(dict.fromkeys(headline_names(task)), notes=[])
         notes.append(
-            "the split holds one recording, so the recording-level scores are undefined (null): "
-            "one recording is simply right or wrong"
+            "the split holds one recording, so the recording-level scores are undefined (null), each class's too "
+            "(the counts are kept): one recording is simply right or wrong"
         )
+        recording_metrics = _counts_only(recording_metrics)
         return _recordings_block(recording_ids, recording_names, recording_metrics), rec_true, rec_score
     if n_mixed:  # first: how the recordings' labels were chosen explains the notes on them
         notes.append(
@@ -320,6 +318,28 @@ def _recording_level(
         )
     notes += recording_metrics["notes"]
     return _recordings_block(recording_ids, recording_names, recording_metrics), rec_true, rec_score
+
+
+_COUNTS = frozenset({"n_samples", "n_channels", "support", "confusion_matrix"})
+"""The numbers of a metrics block that count rather than score: kept where the scores are undefined."""
+
+
+def _counts_only(metrics: Any, key: str = "") -> Any:
+    """``metrics`` (a :func:`~biofound_cli.metrics.compute_metrics` result) with every score null, at every depth.
+
+    Scores of one recording are undefined: its per-class precision (1.0 or 0.0, right or wrong) said no more than
+    its null balanced accuracy. Counts and names stay; notes go, as they would explain scores not reported
+    (e.g. "cohen_kappa is averaged over 13 channels", or how the one recording's label was chosen).
+    """
+    if key == "notes":
+        return []
+    if isinstance(metrics, dict):
+        return {name: _counts_only(value, name) for name, value in metrics.items()}
+    if isinstance(metrics, list) and key not in _COUNTS:
+        return [_counts_only(value, key) for value in metrics]
+    if isinstance(metrics, (int, float)) and not isinstance(metrics, bool) and key not in _COUNTS:
+        return None
+    return metrics
 
 
 def _recordings_block(

@@ -224,8 +224,13 @@ def write_windows(path: Path, fmt: str, recording: str, starts: np.ndarray, wind
     return write_text_atomic(Path(path), text)
 
 
-def plot_probabilities(path: Path, starts: np.ndarray, window_seconds: float, table: ScoreTable, title: str) -> Path:
+def plot_probabilities(
+    path: Path, starts: np.ndarray, window_seconds: float, table: ScoreTable, title: str, gaps: np.ndarray
+) -> Path:
     """A PNG of each plotted score at the middle of every window, over the recording's time.
+
+    The line breaks at each gap, so no line joins windows across a pause (between EMG gesture runs, a
+    recording's trials or windows left out): the time between them was not scored.
 
     Parameters
     ----------
@@ -239,13 +244,19 @@ def plot_probabilities(path: Path, starts: np.ndarray, window_seconds: float, ta
         What to plot (:attr:`ScoreTable.plot_names` and ``plot_values``).
     title : str
         Names the model, the recording and its number of windows.
+    gaps : np.ndarray
+        ``(n - 1,)`` booleans, True where the next window is not adjacent to this one
+        (:func:`~biofound_cli.signals.windowing.window_gaps`).
     """
     figure = new_figure(8.0, 3.2)
     axes = figure.add_subplot(1, 1, 1)
-    middles = np.asarray(starts, dtype=np.float64) + window_seconds / 2
     names, values = table.plot_names, np.asarray(table.plot_values, dtype=np.float64)
     if len(names) > MAX_PLOTTED:
         names, values = names[:MAX_PLOTTED], values[:, :MAX_PLOTTED]
+    # A NaN point after each window a gap follows: matplotlib breaks the line there and draws the markers.
+    after = np.flatnonzero(gaps) + 1
+    middles = np.insert(np.asarray(starts, dtype=np.float64) + window_seconds / 2, after, np.nan)
+    values = np.insert(values, after, np.nan, axis=0)
     for column, name in enumerate(names):
         axes.plot(middles, values[:, column], marker="o", markersize=2, linewidth=1, label=name)
     axes.set_xlabel("time (s, window middle)")

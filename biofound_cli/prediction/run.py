@@ -59,6 +59,7 @@ from biofound_cli.prediction.outputs import FORMATS, check_format, plot_probabil
 from biofound_cli.progress import NO_PROGRESS, ProgressReporter, ProgressTask
 from biofound_cli.signals.chain import FLAT_KEPT, SHORT_EVENTS, ChainConfig, output_channel_names, run_chain
 from biofound_cli.signals.quality import absent_channels
+from biofound_cli.signals.windowing import window_gaps
 from biofound_cli.store.folder_lock import held_out_folder
 from biofound_cli.store.output_folder import created_folders_removed_on_failure, prepare_output_folder
 from biofound_cli.store.preprocess_plan import RecordingResult
@@ -113,6 +114,17 @@ class Windows:
     """The recording's files' size and modification time as they were read (:data:`SOURCE_STAMP`)."""
     sfreq: float = 0.0
     """The rate of the windows, as ``preprocess`` reports a shard's."""
+
+    def gaps(self, config: ChainConfig) -> np.ndarray:
+        """Where the next window is not adjacent to this one (:func:`~biofound_cli.signals.windowing.window_gaps`).
+
+        Parameters
+        ----------
+        config : ChainConfig
+            The chain the windows were cut by.
+        """
+        starts = np.round(self.start_seconds * self.sfreq).astype(np.int64)
+        return window_gaps(starts, config.window_samples(self.sfreq), config.stride_samples(self.sfreq))
 
 
 def prepare_recording(
@@ -731,7 +743,7 @@ def _finish(
     with stop_signals_deferred():  # the PNG too: one moved in as a stop came stood beside no table and no entry
         # Both or neither: a table that did not fit (a full disk) left this run's PNG beside the earlier table.
         with atomic_paths([figure, path]) as (png, written):
-            plot_probabilities(png, prepared.start_seconds, config.window_seconds, table, title)
+            plot_probabilities(png, prepared.start_seconds, config.window_seconds, table, title, prepared.gaps(config))
             write_windows(written, fmt, prepared.recording_id, prepared.start_seconds, config.window_seconds, table)
         entry = {**_entry(result), "figure": str(figure), **aggregate}
         _stamp_table(entry)

@@ -131,7 +131,11 @@ class TrainSection(Section):
     eval_every: int | None = Field(
         None, ge=1, description="Evaluate every this many optimiser steps; unset means once per epoch."
     )
-    log_every: int = Field(10, ge=1, description="Write the training loss to metrics.jsonl every this many steps.")
+    log_every: int = Field(
+        10,
+        ge=1,
+        description="Write the training loss to metrics.jsonl every this many steps (and at each epoch's end and evaluation).",
+    )
     checkpoint_every: int | None = Field(
         None, ge=1, description="Write a resumable checkpoint every this many steps; unset means at each evaluation."
     )

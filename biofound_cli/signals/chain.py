@@ -130,6 +130,26 @@ class ChainConfig:
             return tuple(montage_electrodes(MONTAGES[self.montage]))
         return None
 
+    def window_samples(self, sfreq: float) -> int:
+        """Samples of one window at ``sfreq`` Hz, as :func:`run_chain` cuts them.
+
+        Parameters
+        ----------
+        sfreq : float
+            The rate of the windows (the output rate).
+        """
+        return int(round(self.window_seconds * sfreq))
+
+    def stride_samples(self, sfreq: float) -> int:
+        """Samples between window starts at ``sfreq`` Hz: ``stride_seconds``, else the window's (no overlap); at least 1.
+
+        Parameters
+        ----------
+        sfreq : float
+            The rate of the windows (the output rate).
+        """
+        return max(int(round((self.stride_seconds or self.window_seconds) * sfreq)), 1)
+
     def window_misfit(self, n_times: int | None, multiple: int) -> tuple[int, str, str] | None:
         """Whether a model taking ``n_times`` samples (``None``: any multiple of ``multiple``) takes these windows.
 
@@ -153,7 +173,7 @@ class ChainConfig:
         """
         if not self.sfreq or (n_times is None and multiple <= 1):
             return None
-        samples = int(round(self.window_seconds * self.sfreq))  # as run_chain cuts them
+        samples = self.window_samples(self.sfreq)
         if samples == n_times or (not n_times and samples % multiple == 0):
             return None
         below = samples // multiple * multiple
@@ -303,7 +323,7 @@ def run_chain(
     out_sfreq = float(config.sfreq) if config.sfreq is not None else sfreq
     transform = _channel_transform(config, sfreq, out_sfreq, data.shape[1], source)
 
-    window_samples = int(round(config.window_seconds * out_sfreq))
+    window_samples = config.window_samples(out_sfreq)
     starts, y, split, event_notes = _window_plan(
         recording, config, out_sfreq, transform.n_samples, window_samples, ch_names, source, short_events_advice
     )
@@ -573,8 +593,7 @@ def _window_plan(
     short_events_advice: str,
 ) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, dict[str, int]]:
     """Window starts (in output samples), labels, per-window splits and event counts; no signal needed."""
-    stride_seconds = config.stride_seconds or config.window_seconds
-    stride_samples = max(int(round(stride_seconds * sfreq)), 1)
+    stride_samples = config.stride_samples(sfreq)
     y: np.ndarray | None = None
     split: list[str] | None = None
     # Events the reader already dropped or clipped (annotations outside the recording), plus the segments' own.

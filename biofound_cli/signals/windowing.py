@@ -39,6 +39,24 @@ def window_starts(
     return np.arange(start, stop - window_samples + 1, stride_samples, dtype=np.int64)
 
 
+def window_gaps(starts: np.ndarray, window_samples: int, stride_samples: int) -> np.ndarray:
+    """Where consecutive windows are not adjacent in time: ``(n_windows - 1,)`` booleans, True before a gap.
+
+    Windows one stride apart are adjacent (however long the stride), as are windows that touch or
+    overlap (the last window of a labelled segment and the first of one that follows it without a
+    pause). A pause between segments (gesture runs, trials) or windows left out (a labeler's
+    unlabelled ones) is a gap.
+
+    Parameters
+    ----------
+    starts : ndarray of int, shape (n_windows,)
+        Window starts in samples, in time order.
+    window_samples, stride_samples : int
+        Window length and the step between window starts, in samples.
+    """
+    return np.diff(np.asarray(starts, dtype=np.int64)) > max(window_samples, stride_samples)
+
+
 def segment_window_starts(
     segments: Sequence[Segment], sfreq: float, n_samples: int, window_samples: int, stride_samples: int
 ) -> tuple[np.ndarray, np.ndarray, list[Split | None], list[Segment]]:

@@ -7,7 +7,8 @@ it knows nothing of corpora or recipes on disk. One optimiser step is:
    CUDA with a gradient scaler), backward (DDP synchronises on the last micro-batch only);
 2. a NaN/inf check agreed by all ranks (stop, write a debug checkpoint, exit 1);
 3. gradient clipping, optimiser step, schedule step;
-4. every ``log_every`` steps the loss goes to ``metrics.jsonl``; every ``eval_every`` steps
+4. every ``log_every`` steps, at each epoch's end and at each evaluation the loss goes to ``metrics.jsonl``;
+   every ``eval_every`` steps
    (unset: at the step in which each epoch ends) the ranks score their shares of the validation split
    (in fp32; the metrics are the whole split's), rank 0 keeps
    the best weights and counts patience;
@@ -404,7 +405,7 @@ def _log_step(
     context: distributed.DistributedContext,
     config: TrainSection,
 ) -> None:
-    """Show the step on the progress bar and, every ``log_every`` steps, append it to ``metrics.jsonl``.
+    """Show the step on the progress bar and append it to ``metrics.jsonl`` when :func:`_logged` says so.
 
     Under layer-wise decay every record carries ``lr_groups``, each group's own rate; deciding by
     the rates themselves left it out of the warm-up's first step, where every group starts at
@@ -413,7 +414,7 @@ def _log_step(
     lr = max(used_lrs)  # the schedule's own rate: the groups that layer decay leaves at scale 1
     bar.advance(1)
     bar.set_description(f"step {progress.step} loss {loss:.4f} lr {lr:.2e} {samples_per_second:.3g} samples/s")
-    if context.is_main and (progress.step % config.log_every == 0 or progress.step == parts.total_steps):
+    if context.is_main and _logged(progress.step, parts, config):
         record = {
             "split": "train",
             "step": progress.step,
@@ -425,6 +426,17 @@ def _log_step(
         if len({group["lr_scale"] for group in parts.optimizer.param_groups}) > 1:
             record["lr_groups"] = used_lrs
         run_folder.append_metrics(record)
+
+
+def _logged(step: int, parts: _Parts, config: TrainSection) -> bool:
+    """Whether ``step``'s training loss goes to ``metrics.jsonl``: every ``log_every`` steps, and beside every evaluation.
+
+    The step that ends an epoch and each evaluation's step are logged whatever ``log_every`` says, so
+    ``train_curve.png`` has a training point beside each validation point: a small split of one or two steps
+    an epoch drew one training point against every epoch's validation. It depends on the step only, so a
+    resumed run logs where an uninterrupted one does.
+    """
+    return step % config.log_every == 0 or step == parts.total_steps or parts.due(step, None) or parts.due(step, parts.eval_every)
 
 
 def _forward_backward(

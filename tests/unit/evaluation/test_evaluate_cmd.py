@@ -182,6 +182,32 @@ def test_the_report_says_the_window_length_the_split_was_scored_in(project):
     assert (source["sfreq"], source["n_times"], source["window_seconds"]) == (2000.0, 40, 0.02)
 
 
+def test_a_split_of_one_recording_reports_no_recording_level_score_of_any_class(project, monkeypatch):
+    # The recording-level scalars were null ("one recording is simply right or wrong") beside a per-class precision,
+    # recall and F1 of 1.0 or 0.0 for the same one recording.
+    from biofound_cli.evaluation import plots
+
+    tmp_path, recipe = project
+    write_packed(tmp_path / "test.h5", n_recordings=1)
+    drawn = []
+    bars = plots.per_class_figure
+    monkeypatch.setattr(
+        plots, "per_class_figure", lambda per_class, title: drawn.append((per_class, title)) or bars(per_class, title)
+    )
+    result = runner.invoke(app, ["evaluate", str(recipe), "--bootstrap", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "runs" / "tiny" / "eval" / "test" / "report.json").read_text())
+    recordings = report["recordings"]["metrics"]
+    assert recordings["balanced_accuracy"] is None and report["headline"]["recordings"]["balanced_accuracy"] is None
+    for entry in recordings["per_class"]:
+        assert [entry[key] for key in ("precision", "recall", "f1", "auroc", "aupr")] == [None] * 5, entry
+    assert sum(entry["support"] for entry in recordings["per_class"]) == 1 == sum(map(sum, recordings["confusion_matrix"]))
+    assert any("undefined (null), each class's too (the counts are kept)" in note for note in report["notes"]), report["notes"]
+    # The per-class PNG shows the windows' numbers, and says so.
+    [(per_class, title)] = drawn
+    assert per_class == report["windows"]["per_class"] and "windows" in title, title
+
+
 def test_evaluate_is_deterministic(project):
     tmp_path, recipe = project
     texts = []

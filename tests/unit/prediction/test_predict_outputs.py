@@ -646,6 +646,35 @@ def test_some_trials_shorter_than_the_models_window_are_left_out_without_advice_
     assert "preprocess.window_seconds" not in result.stderr
 
 
+def test_a_recordings_png_breaks_its_lines_at_the_pauses_between_trials(tmp_path, monkeypatch) -> None:
+    """A .ts file of three 0.4 s trials 1 s apart, 0.2 s windows: the PNG joined the last window of one trial to the first
+    of the next across the pause, which no window scored; each trial is a line of its own now."""
+    from biofound_cli.prediction import outputs
+
+    lines = []
+    save = outputs.save_png
+    monkeypatch.setattr(outputs, "save_png", lambda figure, path: lines.extend(figure.axes[0].lines) or save(figure, path))
+    config = ChainConfig(window_seconds=0.2, stride_seconds=0.1, l_freq=None, h_freq=None, notch_hz=(), units="file")
+    chain = {"corpus": "ts", "options": {"sfreq": 200.0, "channel_names": CHANNELS}, **config.to_json_dict()}
+    checkpoint = save_small(tmp_path / "model.safetensors", "tinymyo", ch_names=CHANNELS, sfreq=200.0, preprocessing=chain)
+    (tmp_path / "rec").mkdir()
+    trial = ":".join(",".join(map(str, np.random.default_rng(0).normal(size=80).round(3))) for _ in CHANNELS)
+    (tmp_path / "rec" / "Trials_TEST.ts").write_text(
+        "@classLabel true a b\n@data\n" + "".join(f"{trial}:{label}\n" for label in "aba")
+    )
+    summary = _predict(str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "out"))
+    [entry] = summary["recordings"]
+    starts = [float(row["start_seconds"]) for row in _rows(Path(entry["output"]))]
+    # Three windows in each trial (0, 0.1, 0.2 s into it), the trials 1.4 s apart.
+    assert entry["windows"] == 9 and np.allclose(np.diff(starts), [0.1, 0.1, 1.2] * 2 + [0.1, 0.1])
+    assert lines
+    for line in lines:
+        x = np.asarray(line.get_xdata(), dtype=float)
+        pieces = np.split(x, np.flatnonzero(np.isnan(x)))  # each after the first starts at its NaN
+        assert [int(np.sum(~np.isnan(piece))) for piece in pieces] == [3, 3, 3], x
+        assert np.allclose(x[~np.isnan(x)], np.asarray(starts) + 0.1)
+
+
 def test_a_channel_nan_throughout_is_a_channel_the_model_lacks_not_one_to_leave_out(tmp_path) -> None:
     """The chain's advice (leave it out of preprocess.channels) cannot help: the channels are the model's."""
     checkpoint = emg_model(tmp_path / "model.safetensors")
@@ -1795,7 +1824,9 @@ def test_a_recordings_png_keeps_its_legend_off_the_curves(tmp_path, monkeypatch)
     monkeypatch.setattr(outputs, "save_png", lambda figure, path: figures.append(figure) or path)
     names = list(GESTURE_NAMES[:6])
     table = outputs.score_table("mcc", np.random.default_rng(0).dirichlet(np.ones(6), 12), names, None)
-    outputs.plot_probabilities(tmp_path / "r.png", np.arange(12) * 1.25, 5.0, table, "TinyMyo on r, 12 windows")
+    outputs.plot_probabilities(
+        tmp_path / "r.png", np.arange(12) * 1.25, 5.0, table, "TinyMyo on r, 12 windows", np.zeros(11, bool)
+    )
     [figure] = figures
     renderer = FigureCanvasAgg(figure).get_renderer()
     figure.draw(renderer)

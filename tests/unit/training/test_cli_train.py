@@ -422,6 +422,34 @@ def test_a_resume_from_before_the_best_puts_back_that_checkpoints_best(recipe, t
     assert best == {"step": summary["best_step"], "val_loss": summary["best_metric"]["val_loss"]}
 
 
+@pytest.mark.slow
+def test_two_steps_an_epoch_draw_a_training_point_beside_each_validation_point_and_a_resume_draws_the_same(tmp_path, monkeypatch):
+    # 24 windows in batches of 12: two steps an epoch under the default log_every (10). train_curve.png drew one
+    # training point (the last step's) against the three epochs' validation points.
+    from biofound_cli.training import curves
+
+    drawn = []
+    figure = curves.training_curves_figure
+
+    def spied(*args, **kwargs):
+        made = figure(*args, **kwargs)
+        drawn.append({line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in made.axes[0].lines})
+        return made
+
+    monkeypatch.setattr(curves, "training_curves_figure", spied)
+    recipe = tiny_recipe(tmp_path, "epochs = 3\nkeep_checkpoints = 3", data="num_workers = 2", optim="lr = 1e-3")
+    finetune = ("finetune", str(recipe), "--quiet", "--set", "data.batch_size=12")
+    assert invoke(*finetune).exit_code == 0
+    [straight] = drawn
+    assert straight["train_loss"][0] == straight["val_loss"][0] == [2, 4, 6], straight
+
+    # Resumed from the first epoch's checkpoint, the run draws the curve of the run that was not stopped.
+    checkpoints = tmp_path / "runs" / "tiny" / "checkpoints"
+    resumed = invoke(*finetune, "--resume", str(checkpoints / "step-00000002"))
+    assert resumed.exit_code == 0, resumed.output
+    assert drawn[1] == straight
+
+
 def test_resume_refuses_another_runs_checkpoint_and_the_best_weights_and_its_advice_runs(recipe, tmp_path):
     # `--resume runs/tiny/checkpoints/step-2` with another run name continued tiny's steps,
     # optimiser and best into runs/other without a word, its recipe compared with nothing.

@@ -346,7 +346,7 @@ def test_a_slow_step_shows_its_rate_not_zero(tmp_path):
 
     bar = Bar()
     config = TrainSection(epochs=1, log_every=100)
-    parts = SimpleNamespace(total_steps=10)
+    parts = SimpleNamespace(total_steps=10, eval_every=None, due=lambda step, every: False)
     _log_step(bar, RunFolder(tmp_path), Progress(step=1), 0.5, [1e-4], 0.48, parts, DistributedContext(), config)
     assert bar.description.endswith(" 0.48 samples/s")
 
