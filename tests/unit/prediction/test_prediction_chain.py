@@ -183,3 +183,36 @@ def test_the_options_of_the_training_datas_splits_are_left_out_for_new_recording
     chain = PredictionChain(cls, options, ChainConfig(window_seconds=1.0), "model")
     left = chain.corpus().options
     assert all(not getattr(left, name) for name in cls.official_split_options.values()), left
+
+
+def test_a_recipe_naming_no_window_cuts_the_models_as_it_takes_its_rate(tmp_path: Path) -> None:
+    """LUNA trained on 880-sample windows, a --recipe naming only its recordings' reader and channels: the
+    corpus's default 5 s (1280 samples) was refused ("preprocess.window_seconds = 5, ... set it there to
+    3.4375"), a length the recipe never named; the model's window is cut, as the model's rate is taken."""
+    import mne
+    import numpy as np
+    from fixtures.export_models import save_small
+
+    chain = ChainConfig(window_seconds=880 / 256, sfreq=256.0, channels=("FP1", "C3", "O1"))
+    model = save_small(
+        tmp_path / "luna.safetensors",
+        "luna",
+        task="bc",
+        num_classes=2,
+        ch_names=["FP1", "C3", "O1"],
+        sfreq=256.0,
+        n_times=880,
+        preprocessing={"corpus": "edf", "options": {}, **chain.to_json_dict()},
+    )
+    (tmp_path / "rec").mkdir()
+    signal = np.random.default_rng(0).normal(0, 20e-6, (2, 256 * 10))
+    raw = mne.io.RawArray(signal, mne.create_info(["Cz", "EEG FP2-REF"], 256.0, ch_types="eeg"), verbose="error")
+    mne.export.export_raw(tmp_path / "rec" / "a.edf", raw, fmt="edf", verbose="error")
+    recipe = tmp_path / "other.toml"
+    recipe.write_text('[preprocess]\ncorpus = "edf"\nchannels = ["FP2", "Cz"]\n')
+    out = tmp_path / "out"
+    args = ["predict", str(model), str(tmp_path / "rec"), "--recipe", str(recipe), "--out", str(out), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["channels"], summary["windows"]) == (["FP2", "CZ"], 2)  # 2560 samples: two of 880, one after another
