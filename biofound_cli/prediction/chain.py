@@ -36,6 +36,10 @@ class PredictionChain:
     config: ChainConfig
     origin: str
     """``"model"``, or the recipe file it came from (the published recipe of an official file's task), named in messages."""
+    window_unset: bool = False
+    """A recipe's chain that names no ``window_seconds`` (nor ``stride_seconds``): the model's window is cut, as its
+    rate is taken, not the corpus's default (a LUNA checkpoint of 880-sample windows was refused 5-s ones the
+    recipe never named)."""
 
     @property
     def options_dict(self) -> dict[str, Any]:
@@ -100,7 +104,8 @@ def recipe_chain(recipe: Any, source: str) -> PredictionChain | None:
             ]
         )
     corpus, config = check_preprocess(section, source, require_paths=False)
-    return PredictionChain(type(corpus), corpus.options, config, source)
+    window_unset = not {"window_seconds", "stride_seconds"} & section.model_fields_set
+    return PredictionChain(type(corpus), corpus.options, config, source, window_unset)
 
 
 def resolve_prediction_chain(
@@ -126,7 +131,8 @@ def resolve_prediction_chain(
     ch_names, sfreq : optional
         The model's channels and rate: the chain picks those channels and resamples to that rate.
     n_times : int | None
-        The model's window in samples: a chain whose windows differ is refused.
+        The model's window in samples: a recipe naming no window cuts it (at the model's rate), and a chain
+        whose windows differ is refused.
     window_multiple : int
         Any window the model takes is a multiple of this many samples (its patch): a chain whose
         windows are not is refused (the check for a model that takes several lengths).
@@ -166,6 +172,9 @@ def resolve_prediction_chain(
         )
     if config.sfreq is None and sfreq:
         changes["sfreq"] = float(sfreq)
+    rate = changes.get("sfreq", config.sfreq)
+    if from_recipe is not None and from_recipe.window_unset and n_times and rate:
+        changes["window_seconds"] = changes["stride_seconds"] = n_times / float(rate)
     pinned = dataclasses.replace(config, **changes)
     _check_channels(pinned, ch_names, origin, model_name, other_channels_fix)
     _check_rate(pinned, sfreq, origin, model_name)

@@ -427,7 +427,12 @@ def _torch_model(
     # Positions the model was trained with, and those the recipe gives the channels it names (another montage).
     recipe_positions = from_recipe.corpus().channel_positions if from_recipe is not None else None
     positions = {**(metadata.channel_positions or {}), **(recipe_positions or {})}
-    score = _in_way(_torch_scorer(model, head, task, transform, ch_names, positions, weights, way.device), way)
+    try:
+        score = _in_way(_torch_scorer(model, head, task, transform, ch_names, positions, weights, way.device), way)
+    except DataError as error:
+        # A channel the recipe names that LUNA cannot place (an ECG): the recipe's fault, before any recording is
+        # read, not a data failure (exit 1) that named no file.
+        raise UsageError(f"{loaded.source}: {error.message}") from None
     labels = _class_names(task, list(metadata.label_names or []) or recipe_labels[: head.num_outputs], head.num_outputs)
     return PredictionModel(
         path=weights,

@@ -261,6 +261,7 @@ def plot_probabilities(
         axes.plot(middles, values[:, column], marker="o", markersize=2, linewidth=1, label=name)
     axes.set_xlabel("time (s, window middle)")
     axes.set_ylabel(table.y_label)
-    axes.set_title(title, fontsize=9)
+    # Wrapped at the figure's edge: a LoRA-tuned model's description ran past it, the recording's name cut off.
+    axes.set_title(title, fontsize=9, wrap=True)
     legend_below(figure, fontsize=7, ncols=min(max(len(names), 1), 5))
     return save_png(figure, path)

@@ -77,9 +77,12 @@ def channels_lack_message(missing: Sequence[str], montage: str) -> str:
     montage : str
         The montage that needs them.
     """
+    # The third fix is for recordings that lack the electrodes (LUNA on another montage): they can neither add
+    # them nor keep a montage that needs them.
     return (
         f"preprocess.channels lacks {', '.join(missing)}, which montage {montage} needs; "
-        "add them to preprocess.channels or leave it unset to keep the montage's electrodes"
+        "add them to preprocess.channels, leave it unset to keep the montage's electrodes, or, for recordings "
+        'without them, set preprocess.montage = "none" to keep the listed channels referential'
     )
 
 

@@ -1833,3 +1833,24 @@ def test_a_recordings_png_keeps_its_legend_off_the_curves(tmp_path, monkeypatch)
     [legend] = figure.legends or [figure.axes[0].get_legend()]
     assert [text.get_text() for text in legend.get_texts()] == names
     assert not legend.get_window_extent(renderer).overlaps(figure.axes[0].get_window_extent(renderer))
+
+
+def test_a_recordings_png_title_stays_inside_the_figure(tmp_path, monkeypatch) -> None:
+    # A LoRA-tuned LUNA's description ran off the right edge: "... adapters merged into the weights
+    # (model.safetensors) on order, 8 window" was all the PNG showed of its title.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from biofound_cli.prediction import outputs
+
+    figures = []
+    monkeypatch.setattr(outputs, "save_png", lambda figure, path: figures.append(figure) or path)
+    table = outputs.score_table("bc", np.random.default_rng(0).dirichlet(np.ones(2), 8), ["normal", "abnormal"], None)
+    title = "LUNA luna-base, LoRA rank 8, alpha 16.0, adapters merged into the weights (model.safetensors) on order, 8 windows"
+    outputs.plot_probabilities(tmp_path / "r.png", np.arange(8) * 4.4, 4.4, table, title)
+    [figure] = figures
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    heading = figure.axes[0].title
+    assert heading.get_text() == title
+    box, frame = heading.get_window_extent(renderer), figure.bbox
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and box.y1 <= frame.y1, (box, frame)

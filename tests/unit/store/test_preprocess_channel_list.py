@@ -33,13 +33,15 @@ def test_distinct_channels_in_any_spelling_are_kept_in_order():
 
 def test_a_channel_list_without_an_electrode_of_the_montage_is_a_recipe_error():
     # Accepted, every recording was skipped with "missing required channel(s) O2; the file has <the list>",
-    # though the files have O2.
+    # though the files have O2. Recordings without O2 (LUNA predicting another montage with --recipe) could
+    # follow neither of the two fixes it gave: montage "none" keeps the listed channels as they are.
     electrodes = [name for name in montage_electrodes(TCP_PAIRS) if name != "O2"]
     with pytest.raises(RecipeError) as error:
         resolve_chain_config(PreprocessSection(channels=electrodes, montage="tcp"), TUABCorpus, "r.toml")
     assert error.value.problems == [
         "r.toml: preprocess.channels lacks O2, which montage tcp needs; "
-        "add them to preprocess.channels or leave it unset to keep the montage's electrodes"
+        "add them to preprocess.channels, leave it unset to keep the montage's electrodes, or, for recordings "
+        'without them, set preprocess.montage = "none" to keep the listed channels referential'
     ]
 
 
