@@ -19,6 +19,7 @@ scalar ones are kept here (``biofound evaluate`` writes the full report).
 
 from __future__ import annotations
 
+from contextlib import closing, nullcontext
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,7 +33,7 @@ from biofound_cli.store.dataset import collate_windows
 from biofound_cli.tasks import RECONSTRUCTION, score_rule
 from biofound_cli.training import distributed
 from biofound_cli.training.objectives import Objective
-from biofound_cli.training.preemption import iterate_leaving_signals_to_main
+from biofound_cli.training.preemption import iterate_leaving_signals_to_main, stop_workers
 
 EVAL_MASK_SEED = 1234
 
@@ -87,13 +88,63 @@ def scores_from_logits(task: str, logits: torch.Tensor) -> np.ndarray:
     return torch.softmax(logits, dim=-1).numpy()
 
 
+class ValidationBatches:
+    """This rank's batches of a validation split, read by loader workers that live until :meth:`close`.
+
+    A run that evaluates every epoch builds one and scores each evaluation from it: a loader built
+    per evaluation started its workers (and their HDF5 handles) afresh each time and tore them down.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        A labelled split, read in order.
+    batch_size : int
+        Windows per batch.
+    num_workers : int
+        DataLoader worker processes; 0 reads in this process.
+    signal_names : sequence of str
+        Stop signals the calling process handles; loader workers ignore them.
+    context : DistributedContext, optional
+        The job: this rank reads a contiguous run of whole batches (:func:`_windows_of_this_rank`).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        batch_size: int,
+        num_workers: int = 0,
+        signal_names: Sequence[str] = (),
+        context: distributed.DistributedContext | None = None,
+    ) -> None:
+        self.windows = _windows_of_this_rank(len(dataset), batch_size, context)  # type: ignore[arg-type]
+        self.signal_names = signal_names
+        self.context = context
+        self.loader = DataLoader(
+            Subset(dataset, self.windows),
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=collate_windows,
+            generator=torch.Generator().manual_seed(0),
+            persistent_workers=num_workers > 0,
+        )
+
+    def __iter__(self) -> Any:
+        return iterate_leaving_signals_to_main(self.loader, self.signal_names)
+
+    def close(self) -> None:
+        """End the loader's workers (none are left running)."""
+        stop_workers(self.loader)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
     objective: Objective,
-    dataset: Dataset,
+    dataset: Dataset | ValidationBatches,
     *,
-    batch_size: int,
+    batch_size: int = 1,
     device: torch.device,
     num_workers: int = 0,
     signal_names: Sequence[str] = (),
@@ -108,8 +159,10 @@ def evaluate(
         mode for the pass and set back to its mode after.
     objective : Objective
         Feeds each batch to the model and computes its loss and logits.
-    dataset : Dataset
-        A labelled split (e.g. a :class:`~biofound_cli.store.dataset.PackedDataset`), read in order.
+    dataset : Dataset | ValidationBatches
+        A labelled split (e.g. a :class:`~biofound_cli.store.dataset.PackedDataset`), read in order,
+        or its batches kept from one evaluation to the next (which fix the batching, workers and job:
+        ``batch_size``, ``num_workers``, ``signal_names`` and ``context`` are then not read).
     batch_size : int
         Windows per batch.
     device : torch.device
@@ -129,21 +182,24 @@ def evaluate(
         not depend on the batching); for fine-tuning also ``val_balanced_accuracy``,
         ``val_auroc``, ... (classification) or ``val_mae``, ... (regression).
     """
+    with (
+        nullcontext(dataset)
+        if isinstance(dataset, ValidationBatches)
+        else closing(
+            ValidationBatches(dataset, batch_size=batch_size, num_workers=num_workers, signal_names=signal_names, context=context)
+        )
+    ) as batches:
+        return _scored(model, objective, batches, device)
+
+
+def _scored(model: nn.Module, objective: Objective, batches: ValidationBatches, device: torch.device) -> dict[str, Any]:
     was_training = model.training
     model.eval()
-    windows = _windows_of_this_rank(len(dataset), batch_size, context)  # type: ignore[arg-type]
-    loader = DataLoader(
-        Subset(dataset, windows),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=collate_windows,
-        generator=torch.Generator().manual_seed(0),
-    )
+    context = batches.context
     total_loss, n_samples = 0.0, 0
     logits, targets = [], []
-    start = windows.start
-    for batch in iterate_leaving_signals_to_main(loader, signal_names):
+    start = batches.windows.start
+    for batch in batches:
         batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
         size = batch["x"].shape[0]
         # A window's mask follows its index in the split, not its batch: the same val_loss for

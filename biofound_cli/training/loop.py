@@ -48,10 +48,10 @@ from biofound_cli.recipes.training import OptimSection, TrainSection
 from biofound_cli.stop_signals import came_as_the_work_finished, stop_name
 from biofound_cli.store.dataset import collate_windows
 from biofound_cli.training import distributed, state
-from biofound_cli.training.evaluate import evaluate, unwatchable_metric
+from biofound_cli.training.evaluate import ValidationBatches, evaluate, unwatchable_metric
 from biofound_cli.training.objectives import Objective
 from biofound_cli.training.optim import build_optimizer, build_schedule, steps_for_epochs
-from biofound_cli.training.preemption import PreemptionGuard, iterate_leaving_signals_to_main
+from biofound_cli.training.preemption import PreemptionGuard, iterate_leaving_signals_to_main, stop_workers
 from biofound_cli.training.run_folder import RunFolder
 from biofound_cli.training.sampler import GlobalBatchSampler
 
@@ -215,13 +215,26 @@ def fit(
     samples_per_step = parts.sampler.global_batch_size * job.optim.accumulation_steps
 
     guarding = nullcontext(guard) if guard is not None else PreemptionGuard(config.preemption_signals)
-    # closing(stream): its loader workers ignore SIGTERM, so they must be shut down on every way
-    # out; a worker pool left to the interpreter's exit would wait for them forever. data_parallel
-    # lets go of the process group on every way out (see there).
+    val_batches = (
+        ValidationBatches(
+            job.val_set,
+            batch_size=job.batch_size,
+            num_workers=job.num_workers,
+            signal_names=config.preemption_signals,
+            context=context,
+        )
+        if job.val_set is not None
+        else None
+    )
+    # closing(stream), closing(val_batches): their loader workers ignore SIGTERM and live from one
+    # epoch (or evaluation) to the next, so they must be shut down on every way out; a worker pool
+    # left to the interpreter's exit would wait for them forever. data_parallel lets go of the
+    # process group on every way out (see there).
     with (
         guarding as guard,
         data_parallel as train_model,
         closing(stream),
+        closing(val_batches) if val_batches is not None else nullcontext(),
         # A resumed run's bar counts the run's steps from where it resumed, as metrics.jsonl does.
         open_task(reporter, total_steps, "training", "steps", done=progress.step) as bar,
     ):
@@ -241,8 +254,8 @@ def fit(
             # -- log, evaluate, checkpoint ----------------------------------------------------
             samples_per_second = samples_per_step / max(time.monotonic() - step_start, 1e-9)
             _log_step(bar, run_folder, progress, loss, used_lrs, samples_per_second, parts, context, config)
-            if job.val_set is not None and (parts.due(progress.step, parts.eval_every) or progress.step == total_steps):
-                last_metrics = _evaluate_and_keep_best(job, job.val_set, parts, progress, run_folder, context)
+            if val_batches is not None and (parts.due(progress.step, parts.eval_every) or progress.step == total_steps):
+                last_metrics = _evaluate_and_keep_best(job, val_batches, parts, progress, run_folder, context)
             if progress.best_step is None and (progress.step == total_steps or progress.stopped_early):
                 _keep_last_as_best(job, parts, progress, run_folder, context, last_metrics)
             if on_step is not None:
@@ -655,23 +668,50 @@ def _result(
 def _micro_batches(
     job: TrainingJob, sampler: GlobalBatchSampler, progress: Progress, device: torch.device
 ) -> Generator[dict[str, Any], None, None]:
-    """An endless stream of batches that keeps ``progress.epoch`` / ``progress.batch`` current."""
-    while True:
-        loader = DataLoader(
-            job.train_set,
-            batch_sampler=list(sampler.batches(progress.epoch, progress.batch)),
-            num_workers=job.num_workers,
-            collate_fn=collate_windows,
-            pin_memory=device.type == "cuda",
-            # A private generator: creating a loader would otherwise draw from the global RNG,
-            # and a resumed run creates one mid-epoch where an uninterrupted run does not.
-            generator=torch.Generator().manual_seed(job.train.seed + progress.epoch),
-        )
-        for batch in iterate_leaving_signals_to_main(loader, job.train.preemption_signals):
-            progress.batch += 1
-            yield {key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value for key, value in batch.items()}
-        progress.epoch += 1
-        progress.batch = 0
+    """An endless stream of batches that keeps ``progress.epoch`` / ``progress.batch`` current.
+
+    One loader serves every epoch, and its workers live until the stream is closed: a loader built
+    per epoch started its workers (and their HDF5 handles) afresh each time and tore them down.
+    Its batches follow ``progress`` (:class:`_BatchesFromProgress`), so each epoch, and a resumed
+    one, reads what a loader of its own read.
+    """
+    loader = DataLoader(
+        job.train_set,
+        batch_sampler=_BatchesFromProgress(sampler, progress),
+        num_workers=job.num_workers,
+        collate_fn=collate_windows,
+        pin_memory=device.type == "cuda",
+        # A private generator: creating a loader would otherwise draw from the global RNG,
+        # and a resumed run creates one mid-epoch where an uninterrupted run does not.
+        generator=torch.Generator().manual_seed(job.train.seed + progress.epoch),
+        persistent_workers=job.num_workers > 0,
+    )
+    try:
+        while True:
+            for batch in iterate_leaving_signals_to_main(loader, job.train.preemption_signals):
+                progress.batch += 1
+                yield {
+                    key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value for key, value in batch.items()
+                }
+            progress.epoch += 1
+            progress.batch = 0
+    finally:
+        stop_workers(loader)
+
+
+@dataclass
+class _BatchesFromProgress:
+    """A batch sampler whose every pass is the rest of the epoch ``progress`` is in, from its next batch.
+
+    The loader iterates it (in the main process) as each of its passes starts, so a loader kept
+    across epochs reads epoch ``progress.epoch`` from batch ``progress.batch`` each time.
+    """
+
+    sampler: GlobalBatchSampler
+    progress: Progress
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return self.sampler.batches(self.progress.epoch, self.progress.batch)
 
 
 def _window_count(dataset: Dataset) -> int:
@@ -689,7 +729,7 @@ def _seed_everything(seed: int) -> None:
 
 def _evaluate_and_keep_best(
     job: TrainingJob,
-    val_set: Dataset,
+    val_batches: ValidationBatches,
     parts: _Parts,
     progress: Progress,
     run_folder: RunFolder,
@@ -702,16 +742,7 @@ def _evaluate_and_keep_best(
     """
     config = job.train
     model = parts.model
-    metrics = evaluate(
-        model,
-        job.objective,
-        val_set,
-        batch_size=job.batch_size,
-        device=context.device,
-        num_workers=job.num_workers,
-        signal_names=config.preemption_signals,
-        context=context,
-    )
+    metrics = evaluate(model, job.objective, val_batches, device=context.device)
     watched = metrics[config.early_stopping_metric]
     progress.watched = _watched(config)
     shown = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if isinstance(value, float))

@@ -183,3 +183,21 @@ def iterate_leaving_signals_to_main(loader: DataLoader, signal_names: Sequence[s
     loader.worker_init_fn = partial(ignore_stop_signals_in_worker, list(signal_names), os.getpid())
     with signals_held_back(stop_signals(signal_names), choose_start_method(loader)):
         return iter(loader)
+
+
+def stop_workers(loader: DataLoader) -> None:
+    """End the worker processes of ``loader`` (one with ``persistent_workers``, kept between its epochs), if any run.
+
+    A persistent loader keeps its workers until its iterator is collected, and they ignore the
+    stop signals, so the run ends them itself on every way out: none is left behind to outlive it
+    or hold the interpreter's exit. Calling it again (or on a loader that never started) does nothing.
+
+    Parameters
+    ----------
+    loader : DataLoader
+        The loader; its next ``iter`` starts new workers.
+    """
+    iterator = getattr(loader, "_iterator", None)  # torch keeps a persistent loader's workers there
+    if iterator is not None:
+        loader._iterator = None
+        iterator._shutdown_workers()

@@ -41,6 +41,7 @@ def test_loader_prints_a_rate_per_reader() -> None:
     stdout = run("loader.py", "--windows", "64")
     assert stdout.count("baseline per-item h5py reads") == 2
     assert stdout.count("packed + chunked sampler") == 4
+    assert stdout.count("kept / per pass: wall") == 2
 
 
 def test_models_prints_a_row_per_way_against_eager_fp32() -> None:

@@ -53,7 +53,7 @@ def test_unset_eval_every_evaluates_once_per_epoch_when_accumulation_does_not_di
 
 
 def test_unset_eval_every_evaluates_once_per_epoch_with_loader_workers(tmp_path):
-    # The same epochs as above, the batches drawn by two worker processes (each epoch a new pool).
+    # The same epochs as above, the batches drawn by two worker processes (one pool for the whole run).
     job = make_job(max_steps=None, epochs=4, eval_every=None, checkpoint_every=None, keep_checkpoints=10, batch_size=4)
     job.optim = job.optim.model_copy(update={"accumulation_steps": 5})
     job.num_workers = 2
