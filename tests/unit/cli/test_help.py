@@ -228,3 +228,31 @@ def test_help_names_the_exit_statuses_the_command_may_end_with(command):
     named = {int(word) for word in line.replace(",", " ").split() if word.isdigit()}
     assert named == {int(status) for status in COMMAND_STATUSES[command[0]]}, line
     assert text.count("Exit status") == 1, text
+
+
+@pytest.mark.parametrize(
+    ("module", "command", "option", "section", "field", "said"),
+    [
+        ("pack", "pack", "seed", "biofound_cli.recipes.pack:PackSection", "seed", "recipe default: 7)"),
+        ("preprocess", "preprocess", "workers", "biofound_cli.recipes.preprocess:PreprocessSection", "workers", "default 7)"),
+        ("export", "export", "tolerance", "biofound_cli.recipes.export:ExportSection", "tolerance", "default 7)"),
+        ("export", "export", "opset", "biofound_cli.recipes.export:ExportSection", "opset", "default 7)"),
+    ],
+)
+def test_a_default_the_help_states_is_the_recipe_fields(monkeypatch, module, command, option, section, field, said):
+    """``--seed``, ``--workers``, ``--tolerance`` and ``--opset`` wrote their recipe field's default by hand
+    (``recipe default: 42``): the help is read from the field, so a new default cannot leave it behind (docs31)."""
+    import importlib
+    import typing
+
+    section_module, section_name = section.split(":")
+    fields = getattr(importlib.import_module(section_module), section_name).model_fields
+    cli_module = importlib.import_module(f"biofound_cli.cli.{module}")
+    monkeypatch.setattr(fields[field], "default", 7)
+    try:
+        reloaded = importlib.reload(cli_module)
+        hints = typing.get_type_hints(getattr(reloaded, command), include_extras=True)
+        assert said in hints[option].__metadata__[0].help
+    finally:
+        monkeypatch.undo()
+        importlib.reload(cli_module)
