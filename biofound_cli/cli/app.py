@@ -191,14 +191,17 @@ def help_text(command: Callable[..., Any]) -> str:
     return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
 
 
-def _help_from_docstrings(typer_app: typer.Typer) -> None:
-    """Give every command (and every group's) without its own ``help=`` its docstring's :func:`help_text`."""
+def _help_from_docstrings(typer_app: typer.Typer, statuses: str = "") -> None:
+    """Give every command (and every group's) without its own ``help=`` its docstring's :func:`help_text`.
+
+    A group's commands (``recipes ls``) end it with the group's :func:`statuses_help`, as the top-level ones do.
+    """
     for command in typer_app.registered_commands:
         if command.help is None and command.callback is not None:
-            command.help = help_text(command.callback)
+            command.help = f"{help_text(command.callback)}\n\n{statuses}" if statuses else help_text(command.callback)
     for group in typer_app.registered_groups:
-        if group.typer_instance is not None:
-            _help_from_docstrings(group.typer_instance)
+        if group.typer_instance is not None and group.name is not None:
+            _help_from_docstrings(group.typer_instance, statuses_help(group.name))
 
 
 for _command, (_module, _example) in COMMANDS.items():

@@ -18,6 +18,11 @@ from biofound_cli.cli.common import (
     unset_option,
     with_output,
 )
+from biofound_cli.recipes.export import ExportSection
+
+# The defaults and bounds the help states are the [export] section's own.
+_FIELDS = ExportSection.model_fields
+_OPSET_MINIMUM = next(bound.ge for bound in _FIELDS["opset"].metadata if getattr(bound, "ge", None) is not None)
 
 
 @with_output
@@ -43,7 +48,8 @@ def export(
             "-f",
             rich_help_panel="Input and output",
             metavar="safetensors|onnx|torchscript",
-            help="safetensors (reloadable weights; the default), onnx (opset 17, onnxruntime-checked) or torchscript (traced); "
+            help="safetensors (reloadable weights; the default), "
+            f"onnx (opset {_FIELDS['opset'].default} by default, onnxruntime-checked) or torchscript (traced); "
             "repeat for several (-f onnx -f torchscript).",
         ),
     ] = None,
@@ -77,9 +83,14 @@ def export(
     ] = False,
     tolerance: Annotated[
         Optional[float],
-        run_option("--tolerance", help="Largest max abs difference from PyTorch a float artefact may show (default 1e-4)."),
+        run_option(
+            "--tolerance",
+            help=f"Largest max abs difference from PyTorch a float artefact may show (default {_FIELDS['tolerance'].default:g}).",
+        ),
     ] = None,
-    opset: Annotated[Optional[int], run_option("--opset", help="ONNX opset (17 or later; default 17).")] = None,
+    opset: Annotated[
+        Optional[int], run_option("--opset", help=f"ONNX opset ({_OPSET_MINIMUM} or later; default {_FIELDS['opset'].default}).")
+    ] = None,
     recipe: Annotated[Optional[Path], recipe_option("Recipe whose \\[export] section sets what to write.")] = None,
     overrides: Annotated[Overrides, set_option("export.opset=18")] = None,
     unset: Annotated[Overrides, unset_option("export.quantize")] = None,

@@ -18,13 +18,18 @@ from biofound_cli.cli.common import (
     unset_option,
     with_output,
 )
+from biofound_cli.recipes.pack import PackSection
 
 ShardsArgument = Annotated[
     Optional[Path], typer.Argument(help="Folder of shards written by `biofound preprocess`.", show_default=False)
 ]
 OutOption = Annotated[Optional[Path], out_option("Folder for train.h5, val.h5, test.h5 and splits.json.")]
 SeedOption = Annotated[
-    Optional[int], run_option("--seed", help="Seed of the subject split, a whole number from 0 (recipe default: 42).")
+    Optional[int],
+    run_option(
+        "--seed",
+        help=f"Seed of the subject split, a whole number from 0 (recipe default: {PackSection.model_fields['seed'].default}).",
+    ),
 ]
 PackRecipeOption = Annotated[Optional[Path], recipe_option("Recipe whose \\[pack] section sets fractions and dtype.")]
 

@@ -19,6 +19,7 @@ from biofound_cli.cli.common import (
     unset_option,
     with_output,
 )
+from biofound_cli.recipes.preprocess import PreprocessSection
 
 
 @with_output
@@ -34,7 +35,14 @@ def preprocess(
         Optional[Path], typer.Option("--root", rich_help_panel="Input and output", help="Folder holding the raw recordings.")
     ] = None,
     out: Annotated[Optional[Path], out_option("Folder the shards are written to (SHARDS/<corpus>/*.h5).")] = None,
-    workers: Annotated[Optional[int], run_option("--workers", "-j", help="Recordings processed in parallel (default 1).")] = None,
+    workers: Annotated[
+        Optional[int],
+        run_option(
+            "--workers",
+            "-j",
+            help=f"Recordings processed in parallel (default {PreprocessSection.model_fields['workers'].default}).",
+        ),
+    ] = None,
     recipe: Annotated[Optional[Path], recipe_option("Recipe whose preprocess section sets the signal chain.")] = None,
     force: Annotated[bool, run_option("--force", help="Rewrite shards that already exist.")] = False,
     shard: Annotated[Optional[str], shard_option("Process", ".")] = None,

@@ -214,15 +214,45 @@ def test_the_predict_example_runs_where_the_evaluate_example_trained():
     assert sorted(repo.glob(recordings.strip('"'))), f"the example's recordings {recordings} name no file"
 
 
-@pytest.mark.parametrize("command", sorted(REGISTERED), ids=str)
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_help_names_the_exit_statuses_the_command_may_end_with(command):
     """``finetune --help`` said nothing of 75, the status a preempted run ends with, which a requeue script acts on;
     only ``preprocess`` and ``predict`` listed theirs, by hand. Each command's ``--help`` now gives its row of
-    ``COMMAND_STATUSES``, the one table ``docs/exit-status.md`` is held to (journey31b)."""
+    ``COMMAND_STATUSES``, the one table ``docs/exit-status.md`` is held to (journey31b); ``recipes ls``, ``show``
+    and ``cp`` gave none, their group's row (docs31)."""
     from biofound_cli.errors import COMMAND_STATUSES
 
-    text = " ".join(help_text([command]).replace("│", " ").split())
+    text = " ".join(help_text(command).replace("│", " ").split())
+    assert "Exit status: " in text, text
     line = text.split("Exit status: ", 1)[1].split("docs/exit-status.md", 1)[0]
     named = {int(word) for word in line.replace(",", " ").split() if word.isdigit()}
-    assert named == {int(status) for status in COMMAND_STATUSES[command]}, line
+    assert named == {int(status) for status in COMMAND_STATUSES[command[0]]}, line
     assert text.count("Exit status") == 1, text
+
+
+@pytest.mark.parametrize(
+    ("module", "command", "option", "section", "field", "said"),
+    [
+        ("pack", "pack", "seed", "biofound_cli.recipes.pack:PackSection", "seed", "recipe default: 7)"),
+        ("preprocess", "preprocess", "workers", "biofound_cli.recipes.preprocess:PreprocessSection", "workers", "default 7)"),
+        ("export", "export", "tolerance", "biofound_cli.recipes.export:ExportSection", "tolerance", "default 7)"),
+        ("export", "export", "opset", "biofound_cli.recipes.export:ExportSection", "opset", "default 7)"),
+    ],
+)
+def test_a_default_the_help_states_is_the_recipe_fields(monkeypatch, module, command, option, section, field, said):
+    """``--seed``, ``--workers``, ``--tolerance`` and ``--opset`` wrote their recipe field's default by hand
+    (``recipe default: 42``): the help is read from the field, so a new default cannot leave it behind (docs31)."""
+    import importlib
+    import typing
+
+    section_module, section_name = section.split(":")
+    fields = getattr(importlib.import_module(section_module), section_name).model_fields
+    cli_module = importlib.import_module(f"biofound_cli.cli.{module}")
+    monkeypatch.setattr(fields[field], "default", 7)
+    try:
+        reloaded = importlib.reload(cli_module)
+        hints = typing.get_type_hints(getattr(reloaded, command), include_extras=True)
+        assert said in hints[option].__metadata__[0].help
+    finally:
+        monkeypatch.undo()
+        importlib.reload(cli_module)

@@ -478,3 +478,11 @@ def test_a_reporters_task_signature_is_read_once_not_at_every_task_it_opens(monk
             task.advance(6)
     assert len(read) <= 1, read  # none where an earlier test read this reporter's already
     assert [each["done"] + each["advanced"] for reporter in reporters for each in reporter.tasks] == [10] * 4
+
+
+def test_the_run_folder_page_shows_a_step_folder_as_it_is_named(tmp_path):
+    """docs/training.md wrote ``step-N`` alone; a user looking for ``step-140`` finds ``step-00000140`` (docs31)."""
+    from pathlib import Path
+
+    page = (Path(__file__).parents[3] / "docs" / "training.md").read_text()
+    assert state.step_folder(tmp_path, 140).name in page
