@@ -244,7 +244,7 @@ class Output:
             # Fold rather than truncate: paths and metric names must survive a narrow log.
             table.add_column(Text(str(column)), overflow="fold")
         for row in rows:
-            table.add_row(*(Text(str(cell)) for cell in row))
+            table.add_row(*(Text(UNSET if cell is None else str(cell)) for cell in row))
         _print_table(self.stdout, table)
 
     def summary(self, data: dict[str, Any], title: str = "Summary", *, timed: bool = False) -> None:
@@ -269,8 +269,8 @@ class Output:
         # On a terminal the values are broken to fit beside the field names; rich would fold them anywhere.
         beside = self.stdout.width - max(map(len, data), default=0) - TABLE_EDGES
         width = max(beside, CELL_WIDTH // 2) if _isatty(self.stdout.file) else CELL_WIDTH
-        said = {key: UNSET_SAID[key] if value is None and key in UNSET_SAID else value for key, value in data.items()}
-        self.result_table(title, ("field", "value"), [(key, "\n".join(_cell(value, width))) for key, value in said.items()])
+        rows = [(key, UNSET_SAID.get(key) if value is None else "\n".join(_cell(value, width))) for key, value in data.items()]
+        self.result_table(title, ("field", "value"), rows)
 
     def json_object(self, data: dict[str, Any]) -> None:
         """Write ``data`` as one JSON line on stdout, with the warnings printed so far under ``warnings``.
@@ -404,9 +404,13 @@ CELL_WIDTH = 80
 """The widest line of a summary value of several items (a dict, a list) off a terminal, where a table is as wide as
 its widest line (:func:`_print_table`): pack's preprocessing settings, on one line, made each row of its summary
 ~1,500 columns wide. A longer value goes on over lines, broken between items, never inside one (a path stays whole)."""
+UNSET = "none"
+"""How every table words a value its JSON gives as null (a cell, or an item within one), where ``None`` would be
+Python's word, not the user's: ``fine_tuning``, ``model`` or ``head`` that a file does not state, a chain's
+``l_freq`` switched off."""
 UNSET_SAID = {"license": "none stated"}
-"""How a summary table words a field its JSON gives as null, where ``None`` would be Python's word, not the user's:
-weights that state no licence (``predict``, ``export``, ``info``)."""
+"""The summary fields whose null says more than :data:`UNSET`: weights that state no licence (``predict``, ``export``,
+``info``) may be under one all the same."""
 
 TABLE_EDGES = 7
 """The columns a two-column table takes besides its cells: three borders and a space either side of each cell."""
@@ -446,6 +450,8 @@ def _packed(items: list[str], width: int, first: int) -> list[str]:
 
 
 def _short(value: Any) -> str:
+    if value is None:
+        return UNSET
     if isinstance(value, float):
         # A setting is shown as given (a 3.4375 s window, a 250.0123 Hz rate; 4 digits read 3.438 s, 880.1 samples
         # at 256 Hz); a computed value (a metric, a loss) of many digits to 4 of them.

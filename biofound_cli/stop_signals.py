@@ -66,6 +66,22 @@ def exit_on_a_second_ctrl_c(signum: int, first_at: float) -> None:
     os._exit(ExitStatus.INTERRUPTED)
 
 
+def a_second_signal(signal_name: str) -> str:
+    """What a second stop signal of the kind received does while the first is honoured, for the stop's announcement.
+
+    A second Ctrl-C ends the command at once (:func:`exit_on_a_second_ctrl_c`); a second SIGTERM
+    or SIGUSR1 is a copy of the first (a scheduler's, to every task), and a Ctrl-C still ends it at once.
+
+    Parameters
+    ----------
+    signal_name : str
+        The first stop's signal (``"SIGINT"``, ``"SIGTERM"``).
+    """
+    if signal_name == "SIGINT":
+        return f"a second {INTERRUPT_NAME} stops at once"
+    return f"a second {signal_name} changes nothing, a {INTERRUPT_NAME} stops at once"
+
+
 def came_as_the_work_finished(signal_name: str | None) -> str:
     """The warning of every command for a stop that came once its work was done: the run is complete, status 0.
 

@@ -76,7 +76,7 @@ from biofound_cli.store.worker_lifetime import (
     sigterm_noted,
     stop_signals_deferred,
 )
-from biofound_cli.store.worker_pool import pool_results, worker_pool
+from biofound_cli.store.worker_pool import pool_results, started_pool
 from biofound_cli.tasks import RECONSTRUCTION
 
 logger = logging.getLogger(__name__)
@@ -574,11 +574,13 @@ def run_predict(
     advice = model.advice.missing_channels
     calls = [(chain.corpus_cls.name, chain.options_dict, ref, chain.config, advice) for ref in todo]
     # A stop ends the work as Ctrl-C does, the summary written whole; the pool outside the raising block, as preprocess's.
+    # The task outlives the pool's block, as preprocess's: its stopped line comes after the stop's, once in flight is done.
     with sigterm_noted(left) as request:
         try:
             with (
-                worker_pool(chain.corpus_cls, workers, len(todo)) as executor,
+                started_pool(chain.corpus_cls, workers, len(todo)) as pool,
                 reporter.task(len(todo), "predict", unit="files") as task,
+                pool as executor,
                 sigterm_as_interrupt(),
             ):
                 # At most `workers` recordings wait in memory besides the one the model runs on.

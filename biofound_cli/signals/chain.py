@@ -140,15 +140,31 @@ class ChainConfig:
         """
         return int(round(self.window_seconds * sfreq))
 
+    @property
+    def step_seconds(self) -> float:
+        """Seconds between window starts: ``stride_seconds``, else the window's (no overlap)."""
+        return self.stride_seconds or self.window_seconds
+
     def stride_samples(self, sfreq: float) -> int:
-        """Samples between window starts at ``sfreq`` Hz: ``stride_seconds``, else the window's (no overlap); at least 1.
+        """Samples between window starts at ``sfreq`` Hz (:attr:`step_seconds`); at least 1.
 
         Parameters
         ----------
         sfreq : float
             The rate of the windows (the output rate).
         """
-        return max(int(round((self.stride_seconds or self.window_seconds) * sfreq)), 1)
+        return max(int(round(self.step_seconds * sfreq)), 1)
+
+    def unused_fraction(self) -> float:
+        """The fraction of a recording no window covers when the stride is longer than the window.
+
+        Counted in the samples the chain cuts when ``sfreq`` is set (0.499 s and 0.5 s at 200 Hz
+        are both 100 samples, and nothing lies between windows), else in seconds.
+        """
+        window, stride = self.window_seconds, self.step_seconds
+        if self.sfreq:
+            window, stride = self.window_samples(self.sfreq), self.stride_samples(self.sfreq)
+        return 0.0 if stride <= window else round(1.0 - window / stride, 6)
 
     def window_misfit(self, n_times: int | None, multiple: int) -> tuple[int, str, str] | None:
         """Whether a model taking ``n_times`` samples (``None``: any multiple of ``multiple``) takes these windows.

@@ -65,7 +65,7 @@ from biofound_cli.store.shard_scan import (
 )
 from biofound_cli.store.shards import WINDOW_STARTS
 from biofound_cli.store.split_plan import SplitPlan, plan_splits
-from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, split_file
+from biofound_cli.store.splits import MANIFEST_NAME, SPLITS, read_manifest, split_file, split_options
 from biofound_cli.store.virtual_layout import LAYOUT_ATTR, SHARD_PATHS, SHARD_SIZES, map_runs, relative_source
 from biofound_cli.store.worker_lifetime import stop_reported, stops_settled
 
@@ -507,7 +507,8 @@ def _check_train_is_filled(
 
 
 def _mark_train(preprocess: PreprocessSummary | None) -> str:
-    """How to give training recordings the official split train: where each corpus's recipe sets splits, there.
+    """How to give training recordings the official split train: where each corpus's recipe sets splits, there, else
+    what its reader says gives that split (:func:`~biofound_cli.store.splits.split_options`: UCI EMG's subjects 01..24).
 
     With several corpora packed together, any of them may give train recordings: each is named with its own fix.
     """
@@ -518,6 +519,9 @@ def _mark_train(preprocess: PreprocessSummary | None) -> str:
     named = [f"{corpus}: {fix}" for corpus, fix in fixes.items() if fix is not None]
     if len(fixes) > 1 and named:
         return f"give one corpus's training recordings split 'train' ({'; '.join(named)}) and run preprocess again"
+    given = split_options(fixes).get("train")  # what each reader says gives its recordings train (uci-emg: subjects)
+    if given:
+        return f"give recordings split 'train' ({'; '.join(given)}) and run preprocess again"
     return "re-run preprocess --force so the training recordings are marked train"
 
 

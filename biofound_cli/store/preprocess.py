@@ -38,7 +38,7 @@ from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig
 from biofound_cli.store.folder_lock import held_out_folder
 from biofound_cli.store.output_folder import prepare_output_folder
-from biofound_cli.store.preprocess_config import check_preprocess, unused_fraction
+from biofound_cli.store.preprocess_config import check_preprocess
 from biofound_cli.store.preprocess_plan import RecordingResult, RunPlan, plan_run
 from biofound_cli.store.preprocess_recording import WINDOW_TOO_SHORT, open_corpus, process_recording, worker_died
 from biofound_cli.store.preprocess_reports import PreprocessReport, count_what_is_on_disk, refuse_another_chain, write_report
@@ -165,7 +165,7 @@ def _preprocess(
             excluded=plan.excluded,
             not_read=plan.not_read,
             slice=None if shard is None else str(shard),
-            unused_fraction=unused_fraction(config.window_seconds, config.stride_seconds, config.sfreq),
+            unused_fraction=config.unused_fraction(),
         )
         results: dict[str, RecordingResult] = {}
         # Only a native-rate run can write shards at several rates; a set sfreq gives one.

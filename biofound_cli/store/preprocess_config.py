@@ -191,12 +191,20 @@ def resolve_chain_config(section: PreprocessSection, corpus_cls: type[Corpus], s
     if settings["channels"] is not None:
         settings["channels"] = tuple(settings["channels"])
     settings["stride_seconds"] = _resolve_stride(
-        section, corpus_cls, settings["window_seconds"], settings["stride_seconds"], settings["sfreq"], source
+        section, corpus_cls, settings["window_seconds"], settings["stride_seconds"], source
     )
     problems = _chain_problems(settings, corpus_cls, source)
     if problems:
         raise RecipeError(problems)
-    return ChainConfig(**settings)
+    config = ChainConfig(**settings)
+    unused = config.unused_fraction()
+    if unused:  # 3 samples of 1280 are not "0%"
+        logger.warning(
+            f"{source}: preprocess.stride_seconds = {config.step_seconds:g} s is longer than window_seconds = "
+            f"{config.window_seconds:g} s, so {f'{unused:.0%}' if round(unused, 2) else 'under 1%'} of every "
+            "recording lies between windows and is not used"
+        )
+    return config
 
 
 def _resolve_stride(
@@ -204,7 +212,6 @@ def _resolve_stride(
     corpus_cls: type[Corpus],
     window: float | None,
     stride: float | None,
-    sfreq: float | None,
     source: str,
 ) -> float | None:
     """The step between windows: the recipe's, else the window when the recipe set a window other than the corpus's."""
@@ -220,32 +227,7 @@ def _resolve_stride(
                 f"{default_stride:g} s step goes with its own {default_window:g} s window); set stride_seconds for overlap"
             )
         return window
-    unused = unused_fraction(window, stride, sfreq)
-    if unused:  # 3 samples of 1280 are not "0%"
-        logger.warning(
-            f"{source}: preprocess.stride_seconds = {stride:g} s is longer than window_seconds = {window:g} s, so "
-            f"{f'{unused:.0%}' if round(unused, 2) else 'under 1%'} of every recording lies between windows and is not used"
-        )
     return stride
-
-
-def unused_fraction(window_seconds: float | None, stride_seconds: float | None, sfreq: float | None = None) -> float:
-    """The fraction of a recording no window covers when the stride is longer than the window.
-
-    Parameters
-    ----------
-    window_seconds, stride_seconds : float | None
-        Window length and step; a missing step means the window length.
-    sfreq : float | None
-        The output rate, when known: both are then counted in the samples the chain cuts
-        (0.499 s and 0.5 s at 200 Hz are both 100 samples, and nothing lies between windows).
-    """
-    if not window_seconds or not stride_seconds:
-        return 0.0
-    window, stride = window_seconds, stride_seconds
-    if sfreq:  # as run_chain rounds them
-        window, stride = round(window_seconds * sfreq), max(round(stride_seconds * sfreq), 1)
-    return 0.0 if stride <= window else round(1.0 - window / stride, 6)
 
 
 def _chain_problems(settings: dict[str, Any], corpus_cls: type[Corpus], source: str) -> list[str]:

@@ -86,7 +86,7 @@ def process_recording(
             label_names=[str(name) for name in label_names],
             task=corpus.task,
             window_seconds=config.window_seconds,
-            stride_seconds=config.stride_seconds or config.window_seconds,
+            stride_seconds=config.step_seconds,
             preprocess_config={"corpus": corpus_name, "options": options or {}, **config.to_json_dict()},
             split=ref.split,
             extra=extra,

@@ -32,7 +32,7 @@ from biofound_cli import PACKAGE_LOGGER
 from biofound_cli.corpora.base import Corpus
 from biofound_cli.plural import counted
 from biofound_cli.python_warnings import WARNINGS_LOGGER, log_warning
-from biofound_cli.stop_signals import INTERRUPT_NAME, stop_name
+from biofound_cli.stop_signals import a_second_signal, stop_name
 from biofound_cli.store.worker_lifetime import STOP_SIGNALS, die_with_parent, signal_of, stop_kept_through_a_wait
 from biofound_cli.worker_signals import ignore_in_worker, signals_held_back
 
@@ -139,9 +139,10 @@ def _pool_in_use(pool: WorkerPool) -> Iterator[WorkerPool]:
     try:
         yield pool
     except KeyboardInterrupt as stop:  # the wait below may take a recording's time: say why, and how to cut it short
+        name = signal_of(stop)
         logger.info(
-            f"stopping on {stop_name(signal_of(stop))}: the recordings in progress finish, then the report is written; "
-            f"a second {INTERRUPT_NAME} stops at once"
+            f"stopping on {stop_name(name)}: the recordings in progress finish, then the report is written; "
+            f"{a_second_signal(name)}"
         )
         raise
     finally:

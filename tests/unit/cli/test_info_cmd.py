@@ -226,3 +226,18 @@ def test_keys_of_no_family_are_said_unrecognised_naming_each_familys_marker_key(
 
     official_release(create_model("tinymyo"), official)
     assert "unrecognised" not in json.loads(runner.invoke(app, ["info", str(official), "--json"]).stdout)
+
+
+def test_a_value_the_file_does_not_state_reads_none_in_the_table_and_null_in_json(tmp_path):
+    """The summary table printed Python's `None` for `model`, `head` and `fine_tuning` a file states none of (and for
+    a chain's switched-off `l_freq` within a cell); every null now reads `none` there, and `--json` keeps null."""
+    from safetensors.torch import save_file
+
+    bare = tmp_path / "bare.safetensors"
+    save_file({"classifier.weight": torch.zeros(2, 2)}, str(bare))
+    info = json.loads(runner.invoke(app, ["info", str(bare), "--json"]).stdout)
+    assert info["model"] is None and info["head"] is None and info["fine_tuning"] is None
+    table = runner.invoke(app, ["info", str(bare)]).output
+    rows = {cells[1]: cells[2] for line in table.splitlines() if len(cells := [c.strip() for c in line.split("│")]) == 4}
+    assert (rows["model"], rows["head"], rows["fine_tuning"], rows["license"]) == ("none", "none", "none", "none stated")
+    assert "None" not in table

@@ -36,20 +36,7 @@ def test_an_empty_val_split_of_a_repetition_split_names_split_by_repetition(tmp_
 def test_an_empty_split_of_uci_emg_names_the_subjects_that_give_it(tmp_path: Path) -> None:
     # Subjects 01 (officially train) and 25 (val) alone leave test empty: the advice was "give the corpus such a
     # split", and the uci-emg reader has no option for that; its published split is by subject.
-    import numpy as np
-
-    root, shards, packed = tmp_path / "uci", tmp_path / "shards", tmp_path / "packed"
-    header = "time\tchannel1\tchannel2\tchannel3\tchannel4\tchannel5\tchannel6\tchannel7\tchannel8\tclass\n"
-    classes = [0] * 600 + [1] * 1200 + [0] * 600 + [2] * 1200 + [0] * 600
-    rng = np.random.default_rng(0)
-    for subject in ("01", "25"):
-        (root / subject).mkdir(parents=True)
-        signal = rng.normal(0, 1e-4, (len(classes), 8))
-        rows = ["\t".join([str(index)] + [f"{v:.6f}" for v in signal[index]] + [str(c)]) for index, c in enumerate(classes)]
-        (root / subject / "1_raw_data.txt").write_text(header + "\n".join(rows) + "\n")
-    args = ["preprocess", "uci-emg", "--root", str(root), "--out", str(shards), "--json", "--no-progress", "--workers", "2"]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
+    root, shards, packed = _uci_emg_shards(tmp_path, ("01", "25"))
     result = runner.invoke(app, ["pack", str(shards), "--out", str(packed), "--json", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["windows"]["test"] == 0
@@ -58,3 +45,34 @@ def test_an_empty_split_of_uci_emg_names_the_subjects_that_give_it(tmp_path: Pat
         "split 'test' is empty: every subject's windows have an official split and none is 'test'; give recordings "
         "such a split (uci-emg: the recordings of subjects 31..36), or set pack.test = 0"
     ) in said, said
+
+
+def test_an_empty_train_split_of_uci_emg_names_the_subjects_that_give_it(tmp_path: Path) -> None:
+    # Subjects 25 (officially val) and 31 (test) alone leave train empty: the advice was "re-run preprocess --force so
+    # the training recordings are marked train", which marks the same recordings again; train is subjects 01..24.
+    root, shards, packed = _uci_emg_shards(tmp_path, ("25", "31"))
+    result = runner.invoke(app, ["pack", str(shards), "--out", str(packed), "--json", "--no-progress"])
+    assert result.exit_code == 1, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error.startswith(f"{shards}: no window goes to train, so no train.h5 can be written: "), error
+    assert "give recordings split 'train' (uci-emg: the recordings of subjects 01..24) and run preprocess again" in error
+    assert "--force" not in error
+
+
+def _uci_emg_shards(tmp_path: Path, subjects: tuple[str, ...]) -> tuple[Path, Path, Path]:
+    """UCI EMG recordings of ``subjects`` (one short gesture run each), preprocessed by the CLI: root, shards, packed."""
+    import numpy as np
+
+    root, shards, packed = tmp_path / "uci", tmp_path / "shards", tmp_path / "packed"
+    header = "time\tchannel1\tchannel2\tchannel3\tchannel4\tchannel5\tchannel6\tchannel7\tchannel8\tclass\n"
+    classes = [0] * 600 + [1] * 1200 + [0] * 600 + [2] * 1200 + [0] * 600
+    rng = np.random.default_rng(0)
+    for subject in subjects:
+        (root / subject).mkdir(parents=True)
+        signal = rng.normal(0, 1e-4, (len(classes), 8))
+        rows = ["\t".join([str(index)] + [f"{v:.6f}" for v in signal[index]] + [str(c)]) for index, c in enumerate(classes)]
+        (root / subject / "1_raw_data.txt").write_text(header + "\n".join(rows) + "\n")
+    args = ["preprocess", "uci-emg", "--root", str(root), "--out", str(shards), "--json", "--no-progress", "--workers", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return root, shards, packed

@@ -1854,3 +1854,23 @@ def test_a_recordings_png_title_stays_inside_the_figure(tmp_path, monkeypatch) -
     assert heading.get_text() == title
     box, frame = heading.get_window_extent(renderer), figure.bbox
     assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and box.y1 <= frame.y1, (box, frame)
+
+
+def test_a_sigterm_to_the_group_is_announced_before_the_stopped_count_and_says_what_a_second_does(classifier, tmp_path) -> None:
+    """predict printed `predict: stopped at 1/2 files` before `stopping on SIGTERM: the recordings in progress
+    finish...`, so its count came before the recordings in flight finished, and the announcement said what a second
+    Ctrl-C does after a SIGTERM. Now it speaks in preprocess's order and says what a second SIGTERM does."""
+    checkpoint, recordings = classifier
+    args = ["predict", checkpoint, recordings, "--out", tmp_path / "out", "--workers", "2", "--no-progress"]
+    where = "biofound_cli.prediction.run:_finish:2"  # the first table moved in, the second recording read
+    # Off a terminal, stdout and stderr into one file as a scheduler's log has them: the order is the one read.
+    command = biofound_signalled_as_it_calls(where, "SIGTERM", *args)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    stderr, _ = process.communicate(timeout=300)
+    assert_group_gone(process.pid)
+    assert process.returncode == ExitStatus.TERMINATED, stderr
+    lines = stderr.splitlines()
+    stopping = [i for i, line in enumerate(lines) if "stopping on SIGTERM: the recordings in progress finish" in line]
+    stopped = [i for i, line in enumerate(lines) if "predict: stopped at 1/2 files" in line]
+    assert len(stopping) == len(stopped) == 1 and stopping[0] < stopped[0], stderr
+    assert lines[stopping[0]].endswith("a second SIGTERM changes nothing, a Ctrl-C stops at once"), stderr
