@@ -27,6 +27,7 @@ from biofound_cli.evaluation.predict import (
     placed_channels,
     predict,
     read_recordings,
+    scored_task,
     warn_other_chain,
 )
 from biofound_cli.evaluation.report import (
@@ -399,8 +400,8 @@ def _evaluate_split(
         with held_out_folder(out_dir, "evaluate", "evaluated into"):
             for leftover in remove_staging_leftovers(out_dir, "evaluate"):
                 logger.info(f"{out_dir}: cleared {leftover.name}, left by an evaluate that was killed")
-            task = info.label_task
-            model, head = _load_checked(recipe, source, checkpoint_path, info, task)
+            model, head = _load_checked(recipe, source, checkpoint_path, info)
+            task = scored_task(head, info)
             y_true, y_score, loss = _score(recipe, source, model, head, info, checkpoint_path, reporter)
             label_names = _label_names(info, head, task, y_score)
             report = _build_report(
@@ -437,14 +438,14 @@ def _evaluate_split(
     )
 
 
-def _load_checked(recipe: Any, source: str, checkpoint_path: Path, info: Any, task: str) -> tuple[Any, Any]:
+def _load_checked(recipe: Any, source: str, checkpoint_path: Path, info: Any) -> tuple[Any, Any]:
     """Load the model (``[model]`` fills in what an official file lacks) and check its head against the split."""
 
     model_section = recipe.model
     model, head = load_for_evaluation(
         checkpoint_path,
         variant=model_section.variant if model_section else None,
-        task=(model_section.task if model_section and model_section.task else task),
+        task=(model_section.task if model_section and model_section.task else info.label_task),
         # Left out, an official file's head gives it (check_head then holds it to the split's classes).
         num_classes=model_section.num_classes if model_section and model_section.num_classes else None,
         overrides=model_section.overrides if model_section else None,
@@ -466,7 +467,7 @@ def _score(
     from biofound_cli.training.distributed import pick_device
     from biofound_cli.training.evaluate import scores_from_logits
 
-    task = info.label_task
+    task = scored_task(head, info)
     objective = _objective(recipe, source, head, info, task, checkpoint_path)
     batch_size = recipe.data.batch_size if recipe.data is not None else 32
     num_workers = recipe.data.num_workers if recipe.data is not None else 0

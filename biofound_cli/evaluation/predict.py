@@ -177,7 +177,7 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None =
         task type, another number of classes or regression outputs of another shape than the
         targets, or windows of another shape.
     """
-    split_task, num_classes, split_path = info.label_task, info.num_classes, info.path
+    split_task, num_classes, split_path = scored_task(head, info), info.num_classes, info.path
     # export --split only scores the graph on the split: its advice is to score elsewhere, or to export without one.
     verb = "evaluate" if command == "evaluate" else "score"
     if not info.labelled or split_task in ("", RECONSTRUCTION):
@@ -199,9 +199,9 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None =
         )
     if head.task is not None:
         group = _task_group(head.task)
-        if group != _task_group(split_task):
+        if group != _task_group(info.label_task):
             raise UsageError(
-                f"{split_path}: the split's task is {split_task} but {checkpoint} has a {head.task} head; "
+                f"{split_path}: the split's task is {info.label_task} but {checkpoint} has a {head.task} head; "
                 f"{verb} on a split of the task the model was fine-tuned for"
             )
     if split_task in CLASSIFICATION_TASKS + ("mmc",) and head.num_outputs and num_classes:
@@ -432,6 +432,26 @@ def warn_other_chain(head: HeadInfo, info: Any, checkpoint: Path) -> None:
 def _recorded_window(record: Any) -> dict[str, Any]:
     """The window length and rate a checkpoint's metadata or a split's header records, as a chain names them."""
     return {"window_seconds": record.window_seconds, "sfreq": float(record.sfreq)} if record.window_seconds else {}
+
+
+def scored_task(head: HeadInfo, info: Any) -> str:
+    """The task a checkpoint's outputs on a split are scored as: its head's, where it labels windows as the split does.
+
+    The head decides what its outputs mean: ``finetune`` trains the ``model.task`` of the recipe on a split of the
+    same label layout (a ``bc`` head, of one logit or two, on two classes ``pack`` recorded as ``mcc``), and its
+    validation scored them as that task; the split's task is the answer for a head of no recorded task.
+    :func:`check_head` refuses a head of another layout (per channel, regression) with the split's task named.
+
+    Parameters
+    ----------
+    head : HeadInfo
+        What the loaded checkpoint is.
+    info : PackedInfo
+        The split's header (its task: ``label_task``).
+    """
+    if head.task and _task_group(head.task) == _task_group(info.label_task):
+        return str(head.task)
+    return str(info.label_task)
 
 
 def _task_group(task: str) -> str:

@@ -116,7 +116,7 @@ def _check_split(source: Any, info: Any) -> Any:
 
     Every check runs whenever ``--split`` is given, ``--quantize`` or not: header and names only, no forward pass.
     """
-    from biofound_cli.evaluation.predict import check_head, class_order, warn_other_chain
+    from biofound_cli.evaluation.predict import check_head, class_order, scored_task, warn_other_chain
     from biofound_cli.tasks import head_classes
 
     check_head(source.head, info, source.checkpoint, command="export")
@@ -147,8 +147,8 @@ def _check_split(source: Any, info: Any) -> Any:
             )
     # Last: a split refused above gets its one line, not a warning about its chain or class order before it.
     warn_other_chain(source.head, info, source.checkpoint)
-    head = source.head
-    return class_order(info.label_task, head_classes(info.label_task, head.num_outputs), head, info, source.checkpoint)
+    head, task = source.head, scored_task(source.head, info)
+    return class_order(task, head_classes(task, head.num_outputs), head, info, source.checkpoint)
 
 
 def export_checkpoint(
@@ -487,13 +487,15 @@ def _write_int8(
 def _score(source: Any, report: QuantizationReport, int8_runner: Any, int8_path: Path, options: _Options) -> None:
     """Score the float model and the int8 copy on every window of the split; fill ``report``; refuse a copy that
     strays from the float model there by more than the int8 tolerance, as on the verification batch."""
+    from biofound_cli.evaluation.predict import scored_task
     from biofound_cli.export.artefact import check_difference, int8_advice, int8_tolerance
     from biofound_cli.export.quantize import score_split
 
     info = options.info
     with options.reporter.task(info.n_windows, f"Scoring {info.path.name}", unit="windows") as bar:
         runners = {"float": source.deploy_module(), "int8": int8_runner}
-        scored = score_split(runners, source, info.path, info.label_task, order=options.order, on_batch=bar.advance)
+        task = scored_task(source.head, info)
+        scored = score_split(runners, source, info.path, task, order=options.order, on_batch=bar.advance)
     report.metric, report.float_value, report.int8_value = scored.metric, scored.values["float"], scored.values["int8"]
     report.n_windows, report.split, report.agreement = scored.n_windows, str(info.path), scored.agreement
     report.max_abs_diff_on_split, report.tolerance_on_split = scored.max_abs_diff, int8_tolerance(scored.largest)

@@ -727,10 +727,10 @@ def _pack_into(shards: Path, out: Path, section: PackSection, reporter: Progress
     per_split = _write_splits(out, kept, plan, section, reporter, manifest)
     nonfinite = sum(s["nonfinite"] for s in per_split.values())
     _log_written(per_split, nonfinite)
-    unseen = _classes_train_lacks(per_split, kept[0])
-    if unseen:
-        logger.warning(unseen)
-        warnings.append(unseen)
+    corpora = {as_str(header.attrs.get("corpus", "")) for header in kept}
+    for warning in filter(None, [_classes_train_lacks(per_split, kept[0]), *_one_class_splits(per_split, kept[0], corpora)]):
+        logger.warning(warning)
+        warnings.append(warning)
     return PackResult(
         out=out,
         files={name: split_file(out, name) for name in per_split},
@@ -789,6 +789,32 @@ def _classes_train_lacks(per_split: dict[str, dict[str, Any]], reference: ShardH
         f"train holds no window of class(es) {where}: a model trained on it never sees them; "
         "add recordings of those classes, or another pack.seed or split fractions where subjects are split by seed"
     )
+
+
+def _one_class_splits(per_split: dict[str, dict[str, Any]], reference: ShardHeader, corpora: set[str]) -> list[str]:
+    """One warning for each of val and test holding windows of one class alone, where the packed windows have more.
+
+    Balanced accuracy, AUROC and kappa of such a split are undefined or say nothing; of val, the early stopping that
+    watches it watches nothing useful, all run, without a word. Train of one class is :func:`_classes_train_lacks`'s.
+    """
+    if reference.y_shape is None or reference.y_kind == "f":
+        return []
+    if len({name for split in per_split.values() for name in split["class_counts"]}) < 2:
+        return []  # one class in the whole corpus: finetune refuses it, naming it
+    warnings = []
+    for split in ("val", "test"):
+        counts = per_split.get(split, {}).get("class_counts", {})
+        if len(counts) != 1:
+            continue
+        hints = split_options(corpora).get(split)
+        give = f"give recordings of the other classes that split ({', '.join(hints)}), or " if hints else ""
+        stopping = ", and early stopping on it watches nothing useful" if split == "val" else ""
+        warnings.append(
+            f"split {split!r} holds windows of class {next(iter(counts))!r} alone: its balanced accuracy, AUROC and "
+            f"kappa are undefined or say nothing{stopping}; {give}pack with another pack.seed or other split "
+            "fractions, or add recordings of the other classes"
+        )
+    return warnings
 
 
 def _log_written(per_split: dict[str, dict[str, Any]], nonfinite: int) -> None:

@@ -57,10 +57,13 @@ def training_series(records: Sequence[Mapping[str, Any]]) -> tuple[str | None, d
 
 
 def epoch_means(records: Sequence[Mapping[str, Any]], name: str) -> tuple[list[float], list[float]]:
-    """The per-epoch mean of series ``name`` (named as in :func:`training_series`), at each epoch's mean step.
+    """The per-epoch mean of series ``name`` (named as in :func:`training_series`) over the records that hold it, at
+    the mean of their steps.
 
-    The per-step training loss jumps from batch to batch; its mean over each epoch shows the trend.
-    Records without an ``epoch`` or a ``step`` are left out.
+    The per-step training loss jumps from batch to batch; its mean over each epoch shows the trend. The loop
+    records the loss of some steps only (every ``train.log_every``, each epoch's last, each evaluation's), so
+    this is the mean of those, not of every step the epoch trained. Records without an ``epoch`` or a ``step``
+    are left out.
 
     Parameters
     ----------
@@ -92,8 +95,9 @@ def training_curves_figure(
 ) -> Any:
     """Loss curves and one validation metric against the step, as a matplotlib ``Figure``.
 
-    Training losses are drawn per logged step (thin) with their per-epoch mean on top
-    (:func:`epoch_means`) where an epoch holds more than one logged step.
+    Training losses are drawn at each logged step (thin) with each epoch's mean of those steps on top
+    (:func:`epoch_means`) where an epoch holds more than one logged step; the legend says "logged steps" as
+    the loop logs some steps only.
 
     Parameters
     ----------
@@ -128,10 +132,17 @@ def training_curves_figure(
             markersize=3,
             linewidth=0.8 if smoothed else 1.2,
             alpha=0.4 if smoothed else 1.0,
-            label=f"{name} (per step)" if smoothed else name,
+            label=f"{name} (logged steps)" if smoothed else name,
         )
         if smoothed:
-            loss_axes.plot(*means, marker="o", markersize=4, linewidth=2, color=line[0].get_color(), label=f"{name} (epoch mean)")
+            loss_axes.plot(
+                *means,
+                marker="o",
+                markersize=4,
+                linewidth=2,
+                color=line[0].get_color(),
+                label=f"{name} (epoch mean of logged steps)",
+            )
     loss_axes.set(xlabel=x_key or "record", ylabel="loss", title="Loss")
     if not loss_names:
         loss_axes.text(0.5, 0.5, "no loss recorded yet", ha="center", va="center", transform=loss_axes.transAxes)

@@ -10,7 +10,7 @@
       checkpoints/step-*/  resumable checkpoints (model.safetensors + trainer_state.pt)
       checkpoints/best/    weights of the best evaluation
       debug/               the weights at a NaN loss, for inspection
-      train_curve.png      the one training-curve figure: loss (with per-epoch means), watched metric, best step
+      train_curve.png      the one training-curve figure: logged loss, each epoch's mean of it, watched metric, best step
       .lock                held by the one job training here (:meth:`RunFolder.held`)
 
 Only rank 0 writes here.

@@ -264,7 +264,30 @@ def test_a_class_only_val_and_test_hold_is_warned_about(tmp_path, layout):
     )
     assert balanced.exit_code == 0, balanced.output
     assert "train holds no window" not in balanced.stderr
-    assert "warnings" not in json.loads(balanced.stdout)
+    # Only the official test set's one class is left to say (test_a_validation_split_of_one_class_is_warned_about...).
+    assert [warning.split(":")[0] for warning in json.loads(balanced.stdout)["warnings"]] == [
+        "split 'test' holds windows of class 'abnormal' alone"
+    ]
+
+
+def test_a_validation_split_of_one_class_is_warned_about_naming_what_gives_it_others(tmp_path):
+    # An edf corpus whose labels_csv put the recordings of one label alone in val: validation balanced accuracy
+    # and AUROC were undefined all run and early stopping watched nothing useful, and pack said nothing.
+    shards = tmp_path / "shards"
+    for subject, label, split in (("a", 0, "train"), ("b", 1, "train"), ("c", 0, "val"), ("d", 0, "test"), ("e", 1, "test")):
+        write_shard(shards / f"{subject}.h5", subject=subject, label=label, split=split, corpus="edf", task="mcc")
+    result = runner.invoke(app, ["pack", str(shards), "--out", str(tmp_path / "packed"), "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["class_counts"]["val"] == {"normal": 6}
+    warning = (
+        "split 'val' holds windows of class 'normal' alone: its balanced accuracy, AUROC and kappa are undefined or "
+        "say nothing, and early stopping on it watches nothing useful; give recordings of the other classes that "
+        "split (edf: preprocess.options.labels_csv), or pack with another pack.seed or other split fractions, or add "
+        "recordings of the other classes"
+    )
+    assert f"warning: {warning}" in result.stderr.replace("\n", " ")
+    assert summary["warnings"] == [warning]
 
 
 def _chunked_shard_with_damaged_index(path, damage: slice) -> None:

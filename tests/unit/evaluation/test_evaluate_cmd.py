@@ -309,6 +309,22 @@ def test_task_mismatch_exits_2(project):
     assert "regression" in result.output and "mcc head" in result.output
 
 
+@pytest.mark.parametrize("outputs, loss", [(2, "auto"), (1, "bce")])
+def test_a_binary_head_on_a_split_packed_as_mcc_is_scored_as_the_binary_head_it_is(project, outputs, loss):
+    # finetune trains model.task = "bc" on two classes the edf reader packs as mcc; evaluate scored that
+    # checkpoint as mcc and said so, and refused the single-logit head ("the split has 2 classes but the head
+    # gives 1"). The head decides what its outputs mean, as in training's validation.
+    tmp_path, recipe = project
+    write_packed(tmp_path / "two.h5", task="mcc", num_classes=2)
+    checkpoint = write_checkpoint(tmp_path / "bc" / "model.safetensors", task="bc", num_classes=outputs)
+    args = ["evaluate", str(recipe), "-c", str(checkpoint), "--set", f"data.test={tmp_path / 'two.h5'}", "--no-plots"]
+    result = runner.invoke(app, [*args, "--set", f"train.loss={loss}", "--out", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["task"] == "bc"
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["task"] == "bc" and report["windows"]["label_names"] == ["gesture0", "gesture1"]
+
+
 @pytest.mark.parametrize("steps, outputs", [(1, 1), (2, 3)])
 def test_regression_is_scored_with_what_sklearn_computes_on_its_predictions(project, steps, outputs):
     """Regression end to end through the CLI: the report's numbers are sklearn's on the model's own

@@ -224,10 +224,10 @@ def test_training_curve_marks_the_best_checkpoint_and_averages_each_epoch():
     for axes in figure.axes:
         marker = [line for line in axes.lines if line.get_label() == "best checkpoint (step 8)"]
         assert len(marker) == 1 and list(marker[0].get_xdata()) == [8, 8]
-    means = [line for line in figure.axes[0].lines if line.get_label() == "train_loss (epoch mean)"][0]
+    means = [line for line in figure.axes[0].lines if line.get_label() == "train_loss (epoch mean of logged steps)"][0]
     np.testing.assert_allclose(means.get_xdata(), [2.5, 6.5, 10.5])
     np.testing.assert_allclose(means.get_ydata()[0], np.mean([1, 1 / 2, 1 / 3, 1 / 4]))
-    assert any(line.get_label() == "train_loss (per step)" for line in figure.axes[0].lines)
+    assert any(line.get_label() == "train_loss (logged steps)" for line in figure.axes[0].lines)
 
 
 def test_channel_curves_say_they_pool_and_give_the_headline_mean_beside_them():

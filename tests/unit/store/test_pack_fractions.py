@@ -35,4 +35,5 @@ def test_ten_subjects_that_meet_the_fractions_get_no_such_warning(tmp_path):
     write_corpus(tmp_path / "shards", n_subjects=10, windows_per_subject=4)
     result = runner.invoke(app, ["pack", str(tmp_path / "shards"), "--out", str(tmp_path / "packed"), "--no-progress", "--json"])
     assert result.exit_code == 0, result.output
-    assert "warnings" not in json.loads(result.stdout) and "far from" not in result.stderr
+    # Val and test of one subject each hold one class, which is a warning of its own (test_pack_cmd.py).
+    assert not [w for w in json.loads(result.stdout).get("warnings", []) if "far from" in w] and "far from" not in result.stderr

@@ -450,6 +450,32 @@ def test_two_steps_an_epoch_draw_a_training_point_beside_each_validation_point_a
     assert drawn[1] == straight
 
 
+@pytest.mark.slow
+def test_the_training_curve_names_its_epoch_means_as_means_of_the_logged_steps(tmp_path, monkeypatch):
+    # Six steps an epoch, the loss logged at steps 4 and 6 of them: the thick line was labelled
+    # "train_loss (epoch mean)" though it averaged the logged records, not every step the epoch trained.
+    from biofound_cli.training import curves
+
+    drawn = []
+    figure = curves.training_curves_figure
+
+    def spied(*args, **kwargs):
+        made = figure(*args, **kwargs)
+        drawn.append({line.get_label(): list(line.get_ydata()) for line in made.axes[0].lines})
+        return made
+
+    monkeypatch.setattr(curves, "training_curves_figure", spied)
+    recipe = tiny_recipe(tmp_path, "epochs = 1\nlog_every = 4", data="num_workers = 2", optim="lr = 1e-3")
+    assert invoke("finetune", str(recipe), "--quiet").exit_code == 0
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
+    logged = [row["loss"] for row in rows if row["split"] == "train"]
+    assert [row["step"] for row in rows if row["split"] == "train"] == [4, 6]  # of the epoch's 6 steps
+    [labels] = drawn
+    assert labels["train_loss (logged steps)"] == pytest.approx(logged)
+    assert labels["train_loss (epoch mean of logged steps)"] == pytest.approx([sum(logged) / 2])
+    assert not [label for label in labels if label.endswith("(epoch mean)")]
+
+
 def test_resume_refuses_another_runs_checkpoint_and_the_best_weights_and_its_advice_runs(recipe, tmp_path):
     # `--resume runs/tiny/checkpoints/step-2` with another run name continued tiny's steps,
     # optimiser and best into runs/other without a word, its recipe compared with nothing.
