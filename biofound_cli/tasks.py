@@ -26,6 +26,33 @@ RECONSTRUCTION: Final = "reconstruction"
 OLD_PRETRAINING_SPELLINGS: Final = ("pretrain", "pretraining")
 """Earlier spellings of :data:`RECONSTRUCTION`, still read."""
 
+LABEL_LAYOUT: Final[dict[str, str]] = {
+    "bc": "window",
+    "ml": "window",
+    "mcc": "window",
+    "mc": "channel",
+    "mmc": "channel",
+    "regression": "value",
+}
+"""How each task's labels are laid out: one class per window, classes per channel, or values."""
+
+
+def labelled_alike(task: str, other: str | None) -> bool:
+    """Whether a head of ``task`` is trained and scored on labels packed for the task ``other``.
+
+    The same task, or two tasks of one class per window (``bc`` / ``ml`` / ``mcc``: a ``bc`` head on the two
+    classes ``pack`` recorded as ``mcc``); the per-channel tasks and regression only on their own labels.
+    ``finetune`` refuses, and ``evaluate`` / ``export --split`` score by, this one rule.
+
+    Parameters
+    ----------
+    task : str
+        The head's task.
+    other : str or None
+        The packed labels' task; None (no stated task) is alike no task.
+    """
+    return task == other or LABEL_LAYOUT.get(task) == LABEL_LAYOUT.get(other or "") == "window"
+
 
 def normalise_task(task: str) -> str:
     """``task`` as this module spells it: an earlier spelling of pre-training becomes ``reconstruction``.

@@ -27,7 +27,7 @@ from biofound_cli.models.checkpoints import (
     weight_shapes,
 )
 from biofound_cli.models.registry import FAMILIES, VARIANTS, create_model, family_of, get_variant
-from biofound_cli.tasks import RECONSTRUCTION, head_classes, head_size_problem
+from biofound_cli.tasks import RECONSTRUCTION, head_classes, head_size_problem, labelled_alike
 
 logger = logging.getLogger(__name__)
 
@@ -198,8 +198,7 @@ def check_head(head: HeadInfo, info: Any, checkpoint: Path, recipe: str | None =
             "set to the number of classes"
         )
     if head.task is not None:
-        group = _task_group(head.task)
-        if group != _task_group(info.label_task):
+        if not labelled_alike(head.task, info.label_task):
             raise UsageError(
                 f"{split_path}: the split's task is {info.label_task} but {checkpoint} has a {head.task} head; "
                 f"{verb} on a split of the task the model was fine-tuned for"
@@ -449,13 +448,9 @@ def scored_task(head: HeadInfo, info: Any) -> str:
     info : PackedInfo
         The split's header (its task: ``label_task``).
     """
-    if head.task and _task_group(head.task) == _task_group(info.label_task):
+    if head.task and labelled_alike(head.task, info.label_task):
         return str(head.task)
     return str(info.label_task)
-
-
-def _task_group(task: str) -> str:
-    return "single-label" if task in CLASSIFICATION_TASKS else task
 
 
 def read_recordings(split_path: Path) -> tuple[np.ndarray | None, list[str] | None]:

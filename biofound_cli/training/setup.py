@@ -33,7 +33,7 @@ from biofound_cli.recipes.origin import origin_of
 from biofound_cli.recipes.schema import Recipe
 from biofound_cli.recipes.training import DataSection, ModelSection, OptimSection, TrainSection
 from biofound_cli.signals.chain import ChainConfig
-from biofound_cli.tasks import RECONSTRUCTION, head_classes
+from biofound_cli.tasks import LABEL_LAYOUT, RECONSTRUCTION, head_classes, labelled_alike
 from biofound_cli.training import state
 from biofound_cli.training.distributed import check_precision, pick_device
 from biofound_cli.training.evaluate import unwatchable_metric
@@ -570,7 +570,7 @@ def _task_of(stage: str, model_section: ModelSection, info: Any, data: DataSecti
     if task != RECONSTRUCTION and not info.labelled:
         raise DataError(f"{data.train} has no labels; pack labelled recordings or run `biofound pretrain`")
     num_classes = None if task == RECONSTRUCTION else (model_section.num_classes or info.num_classes)
-    if num_classes == 1 and model_section.num_classes is None and _LABEL_KINDS.get(task) != "value":
+    if num_classes == 1 and model_section.num_classes is None and LABEL_LAYOUT.get(task) != "value":
         # A one-output head learns nothing: cross-entropy over one logit is 0 from the first step.
         raise DataError(
             f"{data.train}: every packed split holds class 0 alone, and a classifier needs at least 2 classes; "
@@ -588,7 +588,7 @@ def _warn_single_class(info: Any, task: str, num_classes: int | None) -> None:
     nothing: its model learns to answer that class whatever the input, and its validation metrics
     look like a model's. A corpus of one class is refused in :func:`_task_of`; this is the split.
     """
-    if _LABEL_KINDS.get(task) == "value" or not num_classes or info.class_counts is None:
+    if LABEL_LAYOUT.get(task) == "value" or not num_classes or info.class_counts is None:
         return
     present = [name for name, count in info.class_counts.items() if count > 0]
     classes = head_classes(task, num_classes)
@@ -957,23 +957,18 @@ def _warn_other_transform(start_path: Path | None, start_transform: str | None, 
 
 
 # Label layouts of the packed files: one class index per window, one per channel, or values.
-_LABEL_KINDS = {"bc": "window", "ml": "window", "mcc": "window", "mc": "channel", "mmc": "channel", "regression": "value"}
-
-
 def _check_task_fits(task: str, num_classes: int | None, info: Any, data: DataSection, source: str) -> None:
     """Refuse a head that cannot be trained on the packed labels, before the first step."""
     if task == RECONSTRUCTION or not info.task:
         return
-    held = _LABEL_KINDS.get(info.task)
-    wanted = _LABEL_KINDS[task]
-    if held != wanted or (wanted == "channel" and task != info.task):
+    if not labelled_alike(task, info.task):
         raise UsageError(
             f"{source}: model.task = {task!r} does not fit {data.train}, which holds {info.task!r} labels; "
             f"set model.task = {info.task!r} or leave it unset"
         )
     if task == "bc" and info.num_classes > 2:
         raise UsageError(f"{source}: model.task = 'bc' but {data.train} holds {info.num_classes} classes; use model.task = 'mcc'")
-    if wanted != "value" and num_classes is not None and head_classes(task, num_classes) < info.num_classes:
+    if LABEL_LAYOUT[task] != "value" and num_classes is not None and head_classes(task, num_classes) < info.num_classes:
         raise UsageError(
             f"{source}: model.num_classes = {num_classes} but {data.train} holds {info.num_classes} classes; "
             f"set model.num_classes = {info.num_classes} or leave it unset"
@@ -1021,7 +1016,7 @@ def _check_same_layout(train: Any, val: Any, task: str, num_classes: int | None)
     fix = "pack both splits from the same corpus with the same label map"
     if _label_kind(val) != _label_kind(train):
         raise DataError(f"{val.path} holds {_label_kind(val)} but {train.path} holds {_label_kind(train)}; {fix}")
-    if _LABEL_KINDS.get(task) == "value" and val.target_shape != train.target_shape:
+    if LABEL_LAYOUT.get(task) == "value" and val.target_shape != train.target_shape:
         raise DataError(
             f"{val.path} holds regression targets of shape {val.target_shape} per window but {train.path} "
             f"{train.target_shape}; {fix}"
@@ -1035,7 +1030,7 @@ def _check_same_layout(train: Any, val: Any, task: str, num_classes: int | None)
         )
     # Without names only the count tells: fewer is a split missing its last classes, more cannot be scored.
     # A single-logit bc head tells 2 classes apart: a 2-class validation split was refused as "more".
-    if _LABEL_KINDS.get(task) != "value" and num_classes and val.num_classes > head_classes(task, num_classes):
+    if LABEL_LAYOUT.get(task) != "value" and num_classes and val.num_classes > head_classes(task, num_classes):
         raise DataError(
             f"{val.path} holds {val.num_classes} classes but the model learns {head_classes(task, num_classes)} "
             f"from {train.path}; {fix}"
@@ -1048,7 +1043,7 @@ def _label_kind(info: Any) -> str:
         return "no labels"
     if info.regression:
         return "regression targets"
-    kind = _LABEL_KINDS.get(info.task)
+    kind = LABEL_LAYOUT.get(info.task)
     if kind == "window":
         return "one class per window"
     return f"{info.task!r} labels" if info.task else "labels of no stated task"
