@@ -56,8 +56,12 @@ def worker_start_method() -> str:
 
 
 @contextmanager
-def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> Iterator[WorkerPool | None]:
-    """A process pool whose workers are already running, or ``None`` for ``workers = 1``.
+def started_pool(
+    corpus_cls: type[Corpus], workers: int, n_recordings: int
+) -> Iterator[AbstractContextManager[WorkerPool | None]]:
+    """A process pool whose workers are started now; yields its block, which ends them as it ends.
+
+    ``with started_pool(...) as pool, pool as executor``: ``executor`` is ``None`` for ``workers = 1``.
 
     A worker that dies (a reading library's crash on a corrupt file, the OOM killer) ends no
     run: :func:`pool_results` retries the recordings that were in flight, each alone, and goes on
@@ -68,10 +72,8 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
 
     On Linux the workers are forked from this process after it imported what they need, so
     none of them starts an interpreter or imports MNE, SciPy and h5py again (about half a second
-    of CPU each, seconds on a laptop). They are started here, so before a progress task opened
-    in the block starts a live display's refresh thread (:func:`started_pool` starts them
-    earlier still): forking a process in which other threads run can deadlock, so a process that
-    already has threads, and every other OS, spawns fresh interpreters instead.
+    of CPU each, seconds on a laptop). Forking a process in which other threads run can deadlock,
+    so a process that already has threads, and every other OS, spawns fresh interpreters instead.
 
     The workers leave SIGINT and SIGTERM to this process and die with it
     (:mod:`~biofound_cli.store.worker_lifetime`); they hold those signals blocked from the moment
@@ -83,29 +85,10 @@ def worker_pool(corpus_cls: type[Corpus], workers: int, n_recordings: int) -> It
     this process's handlers, and a forked one's would print from the worker, past ``--json``
     and the progress display.
 
-    Parameters
-    ----------
-    corpus_cls : type of Corpus
-        The corpus reader; the workers import its ``reader_modules`` up front.
-    workers : int
-        The most worker processes wanted.
-    n_recordings : int
-        Recordings to process; no more workers than this are started.
-    """
-    with started_pool(corpus_cls, workers, n_recordings) as pool, pool as executor:
-        yield executor
-
-
-@contextmanager
-def started_pool(
-    corpus_cls: type[Corpus], workers: int, n_recordings: int
-) -> Iterator[AbstractContextManager[WorkerPool | None]]:
-    """The workers of :func:`worker_pool` started now; yields its block, which ends them as it ends.
-
-    For a caller whose workers must start before another thread does, but end while that thread
-    runs: ``preprocess`` starts them before its progress task (a live display's refresh thread
-    would have them spawned) and counts in that task the shards they finish as the pool shuts
-    down. A block never entered ends them as this one ends.
+    The workers start before the block, so before another thread does, and end with it, while that
+    thread runs: ``preprocess`` and ``predict`` start them before their progress task (a live
+    display's refresh thread would have them spawned) and count in that task what they finish as
+    the pool shuts down. A block never entered ends them as this one ends.
 
     Parameters
     ----------
@@ -135,7 +118,7 @@ def started_pool(
 
 @contextmanager
 def _pool_in_use(pool: WorkerPool) -> Iterator[WorkerPool]:
-    """The block of :func:`worker_pool`: its stop line, then the end of the workers."""
+    """The block of :func:`started_pool`: its stop line, then the end of the workers."""
     try:
         yield pool
     except KeyboardInterrupt as stop:  # the wait below may take a recording's time: say why, and how to cut it short
@@ -272,7 +255,7 @@ def pool_results(
     Parameters
     ----------
     pool : WorkerPool | None
-        The pool (:func:`worker_pool`), or ``None`` to work here.
+        The pool (:func:`started_pool`), or ``None`` to work here.
     work : callable
         A module-level function, so that it runs in a worker process.
     calls : iterable of tuple

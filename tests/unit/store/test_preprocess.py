@@ -22,7 +22,7 @@ from biofound_cli.errors import RecipeError
 from biofound_cli.recipes.preprocess import PreprocessSection
 from biofound_cli.signals.chain import ChainConfig, run_chain
 from biofound_cli.store.preprocess_config import resolve_chain_config
-from biofound_cli.store.worker_pool import worker_pool, worker_start_method
+from biofound_cli.store.worker_pool import started_pool, worker_start_method
 
 runner = CliRunner()
 GOOD = ["aaaaaaaa_s001_t000", "aaaaaaab_s001_t000", "aaaaaaac_s002_t001", "aaaaaaad_s001_t000", "aaaaaaae_s001_t000"]
@@ -280,14 +280,14 @@ def test_pool_workers_are_running_before_the_first_recording(method, monkeypatch
     if method == "fork" and not sys.platform.startswith("linux"):
         pytest.skip("forked workers are a Linux choice")
     monkeypatch.setattr(worker_pool_module, "worker_start_method", lambda: method)
-    with worker_pool(TUABCorpus, 2, 5) as executor:
+    with started_pool(TUABCorpus, 2, 5) as pool, pool as executor:
         assert executor is not None and executor.start_method == method
         pids = {executor.submit(os.getpid).result() for _ in range(4)}
         assert os.getpid() not in pids and 1 <= len(pids) <= 2
-    with worker_pool(TUABCorpus, 1, 5) as executor:
+    with started_pool(TUABCorpus, 1, 5) as pool, pool as executor:
         assert executor is None  # --workers 1: read in this process
     # One recording with more --workers asked: one worker, so that a crash reading it ends its worker, not the run.
-    with worker_pool(TUABCorpus, 4, 1) as executor:
+    with started_pool(TUABCorpus, 4, 1) as pool, pool as executor:
         assert executor is not None and executor.n_workers == 1
 
 
