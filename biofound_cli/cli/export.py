@@ -151,7 +151,7 @@ def export(
                 f"wrote {', '.join(plan.formats)} only, as --format defaults to; the [export] section of "
                 f"{run.recipe_file} is not applied to a run's checkpoint, so for the formats it names pass {left}"
             )
-    output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}")
+    output.summary(summary, title=f"Exported {plan.checkpoint} to {plan.out}", timed=True)
 
 
 def _recorded_export_left(loaded: object, written: tuple[str, ...]) -> str:

@@ -406,6 +406,8 @@ def test_finetune_then_evaluate_json_summaries(tmp_path):
     evaluated = json_summary(invoke("evaluate", recipe, "--json", "--no-plots"))
     assert evaluated["windows"] == 6 and "balanced_accuracy" in evaluated["metrics"]
     assert evaluated["elapsed_seconds"] >= 0 and Path(evaluated["report"]).is_file()
+    exported = json_summary(invoke("export", "--recipe", recipe, "--json"))
+    assert exported["elapsed_seconds"] >= 0, exported  # as every command that runs a stage (docs/exit-status.md)
 
 
 @pytest.mark.parametrize("args", [["models", "tinymyo"], ["info", "{d}/r.toml"], ["validate", "{d}/r.toml"], ["env", "{d}"]])
