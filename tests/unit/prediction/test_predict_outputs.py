@@ -1846,7 +1846,7 @@ def test_a_recordings_png_title_stays_inside_the_figure(tmp_path, monkeypatch) -
     monkeypatch.setattr(outputs, "save_png", lambda figure, path: figures.append(figure) or path)
     table = outputs.score_table("bc", np.random.default_rng(0).dirichlet(np.ones(2), 8), ["normal", "abnormal"], None)
     title = "LUNA luna-base, LoRA rank 8, alpha 16.0, adapters merged into the weights (model.safetensors) on order, 8 windows"
-    outputs.plot_probabilities(tmp_path / "r.png", np.arange(8) * 4.4, 4.4, table, title)
+    outputs.plot_probabilities(tmp_path / "r.png", np.arange(8) * 4.4, 4.4, table, title, np.zeros(7, dtype=bool))
     [figure] = figures
     renderer = FigureCanvasAgg(figure).get_renderer()
     figure.draw(renderer)
