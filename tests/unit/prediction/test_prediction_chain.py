@@ -238,3 +238,17 @@ def test_a_recipe_channel_luna_cannot_place_is_the_recipes_fault_in_one_line(tmp
     error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
     assert error.startswith(f"{recipe}: Channel 'ECG' has no known position in the 10-05 system; "), error
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_the_channels_fed_are_said_only_once_each_is_placed(tmp_path: Path) -> None:
+    """predict logged "... is fed those, each placed by its electrode position" and then refused the recipe's ECG,
+    which it cannot place: the line is said once the channels are placed, and only then."""
+    model, recordings = _luna_and_recording(tmp_path)
+    recipe = tmp_path / "other.toml"
+    said = "the model, trained on 3 (FP1, C3, O1), is fed those, each placed by its electrode position"
+    for channels, status in [('["FP2", "Cz", "ECG"]', 2), ('["FP2", "Cz"]', 0)]:
+        recipe.write_text(f'[preprocess]\ncorpus = "edf"\nchannels = {channels}\n')
+        args = ["predict", str(model), str(recordings), "--recipe", str(recipe), "--out", str(tmp_path / "out")]
+        result = CliRunner().invoke(app, [*args, "--no-progress"])
+        assert result.exit_code == status, result.output
+        assert (said in result.output) is (status == 0), result.output
