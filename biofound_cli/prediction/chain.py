@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ from biofound_cli.signals.chain import ADMISSION_SETTINGS, ChainConfig, output_c
 from biofound_cli.signals.channels import same_channels
 from biofound_cli.signals.montage import MONTAGES
 from biofound_cli.store.preprocess_plan import settings_differences, stored_settings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,20 @@ def resolve_prediction_chain(
         config, origin = ChainConfig.from_json_dict(preprocessing), "model"
     else:
         raise _no_chain(model_name, recorded_chains or [])
+    pinned = _pinned(config, ch_names, sfreq)
+    if from_recipe is not None and from_recipe.window_unset and n_times and pinned.sfreq:
+        seconds = n_times / float(pinned.sfreq)
+        pinned = dataclasses.replace(pinned, window_seconds=seconds, stride_seconds=seconds)
+    _check_channels(pinned, ch_names, origin, model_name, other_channels_fix)
+    _check_rate(pinned, sfreq, origin, model_name)
+    _check_window(pinned, n_times, window_multiple, origin, model_name)
+    if from_recipe is not None and preprocessing:
+        _warn_of_other_steps(_pinned(ChainConfig.from_json_dict(preprocessing), ch_names, sfreq), pinned, origin, model_name)
+    return PredictionChain(corpus_cls, options, pinned, origin)
+
+
+def _pinned(config: ChainConfig, ch_names: list[str] | None, sfreq: float | None) -> ChainConfig:
+    """``config`` picking the model's channels (by name, or the montage that gives them) at the model's rate."""
     changes: dict[str, Any] = {}
     if config.channels is None and config.montage == "none" and ch_names:
         changes["channels"] = tuple(ch_names)
@@ -172,14 +189,46 @@ def resolve_prediction_chain(
         )
     if config.sfreq is None and sfreq:
         changes["sfreq"] = float(sfreq)
-    rate = changes.get("sfreq", config.sfreq)
-    if from_recipe is not None and from_recipe.window_unset and n_times and rate:
-        changes["window_seconds"] = changes["stride_seconds"] = n_times / float(rate)
-    pinned = dataclasses.replace(config, **changes)
-    _check_channels(pinned, ch_names, origin, model_name, other_channels_fix)
-    _check_rate(pinned, sfreq, origin, model_name)
-    _check_window(pinned, n_times, window_multiple, origin, model_name)
-    return PredictionChain(corpus_cls, options, pinned, origin)
+    return dataclasses.replace(config, **changes)
+
+
+_STEPS = tuple(
+    item.name
+    for item in dataclasses.fields(ChainConfig)
+    if item.name not in {"window_seconds", "stride_seconds", "channels", *ADMISSION_SETTINGS}
+)
+"""The chain's settings that shape what a window holds (filters, rate, montage, units, normalisation, ...), those a
+recipe's chain is compared on with the model's. The window is checked, the channels pinned, and the admission
+settings pick recordings, not their windows' contents."""
+
+
+def _warn_of_other_steps(recorded: ChainConfig, given: ChainConfig, origin: str, model_name: str) -> None:
+    """Warn, in one line, of each step of the chain recorded with the model that the recipe's chain changes or drops.
+
+    A recipe's ``[preprocess]`` replaces the recorded chain whole: one for recordings of another montage
+    (``corpus = "edf"``) dropped TUAB's band-pass and notch without a word, so the model saw inputs unlike its
+    training data.
+    """
+    changed = [
+        f"{name} {_said(getattr(recorded, name))} vs {_said(getattr(given, name))}"
+        for name in _STEPS
+        if getattr(recorded, name) != getattr(given, name)
+    ]
+    if changed:
+        logger.warning(
+            f"{origin}: its [preprocess] changes the chain {model_name} was trained with (trained vs here: "
+            f"{', '.join(changed)}), so the model sees inputs unlike its training data; to keep a step, set it in "
+            f"that [preprocess] as the model's chain has it (biofound info {model_name} shows the chain)"
+        )
+
+
+def _said(value: Any) -> str:
+    """A chain setting as a message says it: ``none`` for a step switched off, a list's items joined."""
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _no_chain(model_name: str, chains: list[dict[str, Any]]) -> UsageError:

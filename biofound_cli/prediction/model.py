@@ -373,22 +373,27 @@ def _chain_facts(chain: PredictionChain | None) -> tuple[list[str] | None, list[
     return output_channel_names(chain.config.channels, chain.config.montage), list(chain.corpus_cls(chain.options).label_names)
 
 
-def _channels_to_feed(head: Any, trained: list[str] | None, recipe_channels: list[str] | None, source: str) -> Any:
+def _channels_to_feed(head: Any, trained: list[str] | None, recipe_channels: list[str] | None) -> Any:
     """The channels the model is fed: those it was trained on, or for LUNA those a recipe's chain gives.
 
     LUNA places every channel by its electrode position, so a recipe naming other channels (the
     recordings of another montage) is taken at its word; the other families take their own channels only.
     """
-    from biofound_cli.signals.channels import same_channels
-
     if not trained or not recipe_channels or not head.model_family.uses_channel_locations:
         return trained or recipe_channels
-    if not same_channels(recipe_channels, trained):
+    return recipe_channels
+
+
+def _say_channels_fed(trained: list[str] | None, fed: list[str] | None, source: str) -> None:
+    """Say that LUNA is fed other channels than it was trained on, once each is placed (a channel without a
+    position is refused first: the line said it was fed those before the refusal)."""
+    from biofound_cli.signals.channels import same_channels
+
+    if trained and fed and not same_channels(fed, trained):
         logger.info(
-            f"{source} gives {len(recipe_channels)} channels ({', '.join(recipe_channels)}); the model, trained on "
+            f"{source} gives {len(fed)} channels ({', '.join(fed)}); the model, trained on "
             f"{len(trained)} ({', '.join(trained)}), is fed those, each placed by its electrode position"
         )
-    return recipe_channels
 
 
 def _torch_model(
@@ -409,7 +414,8 @@ def _torch_model(
     task = _check_task(metadata.task or head.task)
     from_recipe = loaded.chain
     recipe_channels, recipe_labels = _chain_facts(from_recipe)
-    ch_names = _channels_to_feed(head, metadata.ch_names or (config or {}).get("ch_names"), recipe_channels, loaded.source)
+    trained = metadata.ch_names or (config or {}).get("ch_names")
+    ch_names = _channels_to_feed(head, trained, recipe_channels)
     transform = get_transform(
         checkpoint_transform(
             head,
@@ -433,6 +439,7 @@ def _torch_model(
         # A channel the recipe names that LUNA cannot place (an ECG): the recipe's fault, before any recording is
         # read, not a data failure (exit 1) that named no file.
         raise UsageError(f"{loaded.source}: {error.message}") from None
+    _say_channels_fed(trained, ch_names, loaded.source)
     labels = _class_names(task, list(metadata.label_names or []) or recipe_labels[: head.num_outputs], head.num_outputs)
     return PredictionModel(
         path=weights,

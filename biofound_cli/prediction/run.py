@@ -578,7 +578,7 @@ def run_predict(
     with sigterm_noted(left) as request:
         try:
             with (
-                started_pool(chain.corpus_cls, workers, len(todo)) as pool,
+                started_pool(chain.corpus_cls, workers, len(todo), written=report.summary_name) as pool,
                 reporter.task(len(todo), "predict", unit="files") as task,
                 pool as executor,
                 sigterm_as_interrupt(),

@@ -65,6 +65,20 @@ ADMISSION_SETTINGS = {
 reason each decides): the ones ``predict --set`` may change, the rest being the model's."""
 
 
+def samples_of(seconds: float, sfreq: float) -> int:
+    """Samples a span of ``seconds`` holds at ``sfreq`` Hz, as windows and strides are cut (rounded): the one rule
+    both the cut and the checks that refuse a window below one sample use.
+
+    Parameters
+    ----------
+    seconds : float
+        The span.
+    sfreq : float
+        The rate, Hz.
+    """
+    return int(round(seconds * sfreq))
+
+
 def window_differences(trained: dict[str, Any], other: dict[str, Any]) -> list[str]:
     """``key a vs b`` for each setting recorded in both chains that shapes the windows differently.
 
@@ -138,7 +152,7 @@ class ChainConfig:
         sfreq : float
             The rate of the windows (the output rate).
         """
-        return int(round(self.window_seconds * sfreq))
+        return samples_of(self.window_seconds, sfreq)
 
     @property
     def step_seconds(self) -> float:
@@ -153,7 +167,7 @@ class ChainConfig:
         sfreq : float
             The rate of the windows (the output rate).
         """
-        return max(int(round(self.step_seconds * sfreq)), 1)
+        return max(samples_of(self.step_seconds, sfreq), 1)
 
     def unused_fraction(self) -> float:
         """The fraction of a recording no window covers when the stride is longer than the window.

@@ -219,7 +219,7 @@ def _run_and_report(
     # The workers start before it all the same: a live display's thread would have them spawned, not forked.
     with (
         sigterm_noted(left) as request,  # raised in the work alone (_process_all): the report is written whole
-        started_pool(corpus_cls, section.workers, len(plan.todo)) as pool,
+        started_pool(corpus_cls, section.workers, len(plan.todo), written=report.report_name) as pool,
         reporter.task(len(plan.todo), f"preprocess {corpus_cls.name}", unit="files") as task,
     ):
         try:

@@ -20,7 +20,7 @@ from biofound_cli.errors import RecipeError, UnusableRecording, UsageError
 from biofound_cli.recipes.base import Section
 from biofound_cli.recipes.loading import format_validation_error
 from biofound_cli.recipes.preprocess import PreprocessSection
-from biofound_cli.signals.chain import ChainConfig
+from biofound_cli.signals.chain import ChainConfig, samples_of
 from biofound_cli.signals.channels import repeated_channels
 from biofound_cli.signals.montage import MONTAGES, channels_lack_message, electrodes_not_listed
 
@@ -243,7 +243,7 @@ def _chain_problems(settings: dict[str, Any], corpus_cls: type[Corpus], source: 
         seconds = settings.get(key)
         if key == "stride_seconds" and seconds == settings["window_seconds"]:
             continue  # a stride that follows the window has the window's problem, said once
-        if sfreq and seconds is not None and seconds * sfreq < 1:
+        if sfreq and seconds is not None and samples_of(seconds, sfreq) < 1:
             problems.append(
                 f"{source}: preprocess.{key} = {seconds:g} s is shorter than one sample at {sfreq:g} Hz; "
                 f"use at least {1 / sfreq:g} s"

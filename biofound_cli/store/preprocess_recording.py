@@ -224,9 +224,10 @@ def _raise_if_disk_full(error: Exception, path: Path) -> None:
 def _window_below_one_sample(config: ChainConfig, native_sfreq: float, source: str) -> str:
     """The recipe error when the windows of a native-rate recording would hold no sample; ``""`` otherwise.
 
-    With ``sfreq`` set, :func:`resolve_chain_config` refused such a window before any work.
+    With ``sfreq`` set, :func:`resolve_chain_config` refused such a window before any work; both count its samples as
+    the chain cuts them (:meth:`~biofound_cli.signals.chain.ChainConfig.window_samples`, rounded).
     """
-    if config.sfreq is not None or config.window_seconds * native_sfreq >= 1:
+    if config.sfreq is not None or config.window_samples(native_sfreq) >= 1:
         return ""
     return (
         f"preprocess.window_seconds = {config.window_seconds:g} s is shorter than one sample of {source} at its "

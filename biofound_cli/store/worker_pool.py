@@ -57,7 +57,7 @@ def worker_start_method() -> str:
 
 @contextmanager
 def started_pool(
-    corpus_cls: type[Corpus], workers: int, n_recordings: int
+    corpus_cls: type[Corpus], workers: int, n_recordings: int, *, written: str
 ) -> Iterator[AbstractContextManager[WorkerPool | None]]:
     """A process pool whose workers are started now; yields its block, which ends them as it ends.
 
@@ -98,6 +98,9 @@ def started_pool(
         The most worker processes wanted.
     n_recordings : int
         Recordings to process; no more workers than this are started.
+    written : str
+        What the command writes once the recordings in flight finish (``preprocess_report.tuab.json``,
+        ``summary.json``), named as a stop is announced.
     """
     if workers <= 1 or n_recordings == 0:
         # The recordings are read here: MNE's records go to this process's handlers too. With more
@@ -111,20 +114,20 @@ def started_pool(
     pool = WorkerPool((*WORKER_MODULES, *corpus_cls.reader_modules), logging.getLogger(PACKAGE_LOGGER).getEffectiveLevel())
     try:
         pool.start(min(workers, n_recordings))
-        yield _pool_in_use(pool)
+        yield _pool_in_use(pool, written)
     finally:  # the block ends them as it ends, or this, for a block never entered: the workers end once
         pool.end()
 
 
 @contextmanager
-def _pool_in_use(pool: WorkerPool) -> Iterator[WorkerPool]:
-    """The block of :func:`started_pool`: its stop line, then the end of the workers."""
+def _pool_in_use(pool: WorkerPool, written: str) -> Iterator[WorkerPool]:
+    """The block of :func:`started_pool`: its stop line, naming what is ``written`` then, then the end of the workers."""
     try:
         yield pool
     except KeyboardInterrupt as stop:  # the wait below may take a recording's time: say why, and how to cut it short
         name = signal_of(stop)
         logger.info(
-            f"stopping on {stop_name(name)}: the recordings in progress finish, then the report is written; "
+            f"stopping on {stop_name(name)}: the recordings in progress finish, then {written} is written; "
             f"{a_second_signal(name)}"
         )
         raise

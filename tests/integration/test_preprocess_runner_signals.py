@@ -312,7 +312,7 @@ def test_a_second_ctrl_c_while_the_recordings_in_flight_finish_stops_at_once(raw
     launched = [sys.executable, "-c", CTRL_C_WHILE_TWO_RECORDINGS_NEVER_FINISH, str(started), *command(root, out)[3:]]
     status, lines = stopped_at_once(launched)
     assert status == 130, "".join(lines)
-    assert "stopping on Ctrl-C: the recordings in progress finish" in "".join(lines)
+    assert "stopping on Ctrl-C: the recordings in progress finish, then preprocess_report.tuab.json is written" in "".join(lines)
     assert [line.rstrip("\n") for line in lines if line.startswith("error:")] == [f"error: {AT_ONCE}"]
     rerun = subprocess.run(command(root, out), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and json.loads(rerun.stdout)["written"] == 2, rerun.stderr

@@ -1859,7 +1859,8 @@ def test_a_recordings_png_title_stays_inside_the_figure(tmp_path, monkeypatch) -
 def test_a_sigterm_to_the_group_is_announced_before_the_stopped_count_and_says_what_a_second_does(classifier, tmp_path) -> None:
     """predict printed `predict: stopped at 1/2 files` before `stopping on SIGTERM: the recordings in progress
     finish...`, so its count came before the recordings in flight finished, and the announcement said what a second
-    Ctrl-C does after a SIGTERM. Now it speaks in preprocess's order and says what a second SIGTERM does."""
+    Ctrl-C does after a SIGTERM. Now it speaks in preprocess's order and says what a second SIGTERM does. It said
+    "then the report is written" (preprocess's words) where predict writes summary.json: it now names that file."""
     checkpoint, recordings = classifier
     args = ["predict", checkpoint, recordings, "--out", tmp_path / "out", "--workers", "2", "--no-progress"]
     where = "biofound_cli.prediction.run:_finish:2"  # the first table moved in, the second recording read
@@ -1870,7 +1871,8 @@ def test_a_sigterm_to_the_group_is_announced_before_the_stopped_count_and_says_w
     assert_group_gone(process.pid)
     assert process.returncode == ExitStatus.TERMINATED, stderr
     lines = stderr.splitlines()
-    stopping = [i for i, line in enumerate(lines) if "stopping on SIGTERM: the recordings in progress finish" in line]
+    said = "stopping on SIGTERM: the recordings in progress finish, then summary.json is written;"
+    stopping = [i for i, line in enumerate(lines) if said in line]
     stopped = [i for i, line in enumerate(lines) if "predict: stopped at 1/2 files" in line]
     assert len(stopping) == len(stopped) == 1 and stopping[0] < stopped[0], stderr
     assert lines[stopping[0]].endswith("a second SIGTERM changes nothing, a Ctrl-C stops at once"), stderr

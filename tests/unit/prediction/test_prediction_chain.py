@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -185,14 +186,14 @@ def test_the_options_of_the_training_datas_splits_are_left_out_for_new_recording
     assert all(not getattr(left, name) for name in cls.official_split_options.values()), left
 
 
-def _luna_and_recording(tmp_path: Path) -> tuple[Path, Path]:
+def _luna_and_recording(tmp_path: Path, steps: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """A small LUNA checkpoint of 880-sample windows of FP1, C3, O1 at 256 Hz, and a folder of one 10-s EDF of Cz
     and FP2, spelled as EDF files spell them."""
     import mne
     import numpy as np
     from fixtures.export_models import save_small
 
-    chain = ChainConfig(window_seconds=880 / 256, sfreq=256.0, channels=("FP1", "C3", "O1"))
+    chain = ChainConfig(window_seconds=880 / 256, sfreq=256.0, channels=("FP1", "C3", "O1"), **(steps or {}))
     model = save_small(
         tmp_path / "luna.safetensors",
         "luna",
@@ -238,3 +239,35 @@ def test_a_recipe_channel_luna_cannot_place_is_the_recipes_fault_in_one_line(tmp
     error = json.loads(result.stdout.strip().splitlines()[-1])["error"]
     assert error.startswith(f"{recipe}: Channel 'ECG' has no known position in the 10-05 system; "), error
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_the_channels_fed_are_said_only_once_each_is_placed(tmp_path: Path) -> None:
+    """predict logged "... is fed those, each placed by its electrode position" and then refused the recipe's ECG,
+    which it cannot place: the line is said once the channels are placed, and only then."""
+    model, recordings = _luna_and_recording(tmp_path)
+    recipe = tmp_path / "other.toml"
+    said = "the model, trained on 3 (FP1, C3, O1), is fed those, each placed by its electrode position"
+    for channels, status in [('["FP2", "Cz", "ECG"]', 2), ('["FP2", "Cz"]', 0)]:
+        recipe.write_text(f'[preprocess]\ncorpus = "edf"\nchannels = {channels}\n')
+        args = ["predict", str(model), str(recordings), "--recipe", str(recipe), "--out", str(tmp_path / "out")]
+        result = CliRunner().invoke(app, [*args, "--no-progress"])
+        assert result.exit_code == status, result.output
+        assert (said in result.output) is (status == 0), result.output
+
+
+def test_a_recipe_chain_dropping_the_models_filters_is_warned_of_naming_each(tmp_path: Path) -> None:
+    """A --recipe for recordings of another montage (`corpus = "edf"`, their channels) replaced the recorded chain
+    whole, dropping the 0.5-75 Hz band-pass and 60 Hz notch the model was trained with (edf's own 0.1 Hz high-pass
+    in its place), without a word. One line names each step it changes; a recipe that keeps them is silent."""
+    model, recordings = _luna_and_recording(tmp_path, {"l_freq": 0.5, "h_freq": 75.0, "notch_hz": (60.0,)})
+    recipe = tmp_path / "other.toml"
+    warnings = []
+    for steps in ["", "l_freq = 0.5\nh_freq = 75\nnotch_hz = 60\n"]:
+        recipe.write_text(f'[preprocess]\ncorpus = "edf"\nchannels = ["FP2", "Cz"]\n{steps}')
+        args = ["predict", str(model), str(recordings), "--recipe", str(recipe), "--out", str(tmp_path / "out"), "--force"]
+        result = CliRunner().invoke(app, [*args, "--no-progress"])
+        assert result.exit_code == 0, result.output
+        warnings.append([line for line in result.output.splitlines() if "its [preprocess] changes the chain" in line])
+    dropped, kept = warnings
+    assert len(dropped) == 1 and not kept, warnings
+    assert "(trained vs here: l_freq 0.5 vs 0.1, h_freq 75 vs none, notch_hz [60] vs none)" in dropped[0], dropped

@@ -280,14 +280,14 @@ def test_pool_workers_are_running_before_the_first_recording(method, monkeypatch
     if method == "fork" and not sys.platform.startswith("linux"):
         pytest.skip("forked workers are a Linux choice")
     monkeypatch.setattr(worker_pool_module, "worker_start_method", lambda: method)
-    with started_pool(TUABCorpus, 2, 5) as pool, pool as executor:
+    with started_pool(TUABCorpus, 2, 5, written="the report") as pool, pool as executor:
         assert executor is not None and executor.start_method == method
         pids = {executor.submit(os.getpid).result() for _ in range(4)}
         assert os.getpid() not in pids and 1 <= len(pids) <= 2
-    with started_pool(TUABCorpus, 1, 5) as pool, pool as executor:
+    with started_pool(TUABCorpus, 1, 5, written="the report") as pool, pool as executor:
         assert executor is None  # --workers 1: read in this process
     # One recording with more --workers asked: one worker, so that a crash reading it ends its worker, not the run.
-    with started_pool(TUABCorpus, 4, 1) as pool, pool as executor:
+    with started_pool(TUABCorpus, 4, 1, written="the report") as pool, pool as executor:
         assert executor is not None and executor.n_workers == 1
 
 

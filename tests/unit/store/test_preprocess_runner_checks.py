@@ -86,9 +86,24 @@ def test_a_window_below_one_sample_at_the_output_rate_is_a_recipe_error(tmp_path
     with pytest.raises(RecipeError, match="window_seconds = 0.001 s is shorter than one sample at 256 Hz"):
         resolve_chain_config(PreprocessSection(window_seconds=0.001), _with_rate(256.0))
     recipe = tmp_path / "recipe.toml"
-    recipe.write_text('[preprocess]\ncorpus = "tuab"\nwindow_seconds = 0.002\n')
+    recipe.write_text('[preprocess]\ncorpus = "tuab"\nwindow_seconds = 0.0015\n')
     line = assert_one_error_line(runner.invoke(app, ["validate", str(recipe)]), 2)
-    assert "preprocess.window_seconds = 0.002 s is shorter than one sample at 256 Hz" in line
+    assert "preprocess.window_seconds = 0.0015 s is shorter than one sample at 256 Hz" in line
+
+
+def test_a_window_is_below_one_sample_by_the_samples_the_chain_cuts(tmp_path):
+    """The checks refused `window_seconds * rate < 1` while the chain cuts `round(window_seconds * rate)` samples:
+    0.002 s at 256 Hz (0.512, cut as 1 sample) and 0.006 s at a native 100 Hz were refused though the chain cuts them.
+    validate and preprocess now count as the chain cuts (`ChainConfig.window_samples`)."""
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('[preprocess]\ncorpus = "tuab"\nwindow_seconds = 0.002\n')
+    result = runner.invoke(app, ["validate", str(recipe)])
+    assert result.exit_code == 0, result.output
+    write_eeg(tmp_path / "raw" / "r0.edf", seconds=2.0)
+    result = preprocess(tmp_path / "raw", tmp_path / "out", "--set", "preprocess.window_seconds=0.006")
+    assert result.exit_code == 0, result.output
+    [shard] = list((tmp_path / "out").rglob("*.h5"))
+    assert read_shard(shard)["x"].shape[-1] == 1
 
 
 def _with_rate(sfreq: float) -> type[EdfCorpus]:

@@ -29,7 +29,7 @@ POOL = textwrap.dedent(
     else:
         lifetime._set_parent_death_signal = lambda signum: False  # as on an OS without prctl
     pool.worker_start_method = lambda: method
-    with pool.started_pool(TUABCorpus, 2, 5) as started, started as executor:
+    with pool.started_pool(TUABCorpus, 2, 5, written="the report") as started, started as executor:
         print("ready", flush=True)
         time.sleep(120)
     """

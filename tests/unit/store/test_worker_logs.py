@@ -46,7 +46,11 @@ def test_a_worker_s_warning_about_a_recording_is_shown_once_as_a_warning(method,
 def test_worker_records_follow_the_command_s_level_and_streams(method, quiet, monkeypatch, capsys, caplog):
     monkeypatch.setattr(worker_pool_module, "worker_start_method", lambda: method)
     core = logging.getLogger("biofound_cli.signals.chain")
-    with forward_logs(Output(quiet=quiet, progress=False)), started_pool(TUABCorpus, 2, 2) as pool, pool as executor:
+    with (
+        forward_logs(Output(quiet=quiet, progress=False)),
+        started_pool(TUABCorpus, 2, 2, written="the report") as pool,
+        pool as executor,
+    ):
         assert executor is not None
         executor.submit(core.info, "a.edf: resampled").result()
         executor.submit(core.warning, "a.edf: 2 labelled event(s) lie outside the recording").result()
@@ -55,7 +59,7 @@ def test_worker_records_follow_the_command_s_level_and_streams(method, quiet, mo
     assert captured.err.splitlines() == ["warning: a.edf: 2 labelled event(s) lie outside the recording"]
     # The records are this process's too, once each (forward_logs stops them at the package logger).
     assert caplog.records == []
-    with started_pool(TUABCorpus, 2, 2) as pool, pool as executor, caplog.at_level(logging.WARNING):
+    with started_pool(TUABCorpus, 2, 2, written="the report") as pool, pool as executor, caplog.at_level(logging.WARNING):
         executor.submit(core.warning, "b.edf: kept").result()
     assert [(record.name, record.getMessage()) for record in caplog.records] == [("biofound_cli.signals.chain", "b.edf: kept")]
 
@@ -66,7 +70,11 @@ def test_warnings_and_mne_s_records_in_a_worker_are_the_command_s_lines_and_stdo
     warnings; in a worker they printed raw, from the worker, MNE's to stdout past ``--json``."""
     monkeypatch.setattr(worker_pool_module, "worker_start_method", lambda: method)
     mne_logger = logging.getLogger("mne")
-    with forward_logs(Output(json_summary=True, progress=False)), started_pool(TUABCorpus, 2, 2) as pool, pool as executor:
+    with (
+        forward_logs(Output(json_summary=True, progress=False)),
+        started_pool(TUABCorpus, 2, 2, written="the report") as pool,
+        pool as executor,
+    ):
         assert executor is not None
         executor.submit(warnings.warn, "a.edf: 3 annotations lie outside the data", RuntimeWarning).result()
         executor.submit(mne_logger.warning, "b.edf: channel names are not unique").result()
@@ -82,7 +90,11 @@ def test_mne_s_records_while_one_process_reads_the_recordings_keep_stdout_clean(
     """With one worker (the default) the recordings are read in the main process, where MNE's own
     handler wrote its warnings to stdout, into the --json summary."""
     mne_logger = logging.getLogger("mne")
-    with forward_logs(Output(json_summary=True, progress=False)), started_pool(TUABCorpus, 1, 2) as pool, pool as executor:
+    with (
+        forward_logs(Output(json_summary=True, progress=False)),
+        started_pool(TUABCorpus, 1, 2, written="the report") as pool,
+        pool as executor,
+    ):
         assert executor is None
         mne_logger.warning("c.edf: channel names are not unique")
     captured = capfd.readouterr()
@@ -97,7 +109,7 @@ from biofound_cli.corpora.tuab import TUABCorpus
 from biofound_cli.output import Output
 from biofound_cli.store.worker_pool import started_pool
 
-with forward_logs(Output(json_summary=True, progress=False)), started_pool(TUABCorpus, 1, 2) as pool, pool:
+with forward_logs(Output(json_summary=True, progress=False)), started_pool(TUABCorpus, 1, 2, written="the report") as pool, pool:
     import mne  # as a reader imports it, lazily: MNE puts its own handler, to stdout, on its logger
 
     logging.getLogger("mne").warning("d.edf: channel names are not unique")
