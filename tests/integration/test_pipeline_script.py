@@ -143,7 +143,8 @@ def test_a_job_preempted_in_a_stage_and_requeued_ends_as_a_straight_one(straight
 @pytest.mark.parametrize(
     ("stage", "where", "refused_at"),
     [
-        ("pack", "_write_split", "pack"),
+        # The first job's pack holds the shard folder it reads, so the second job's preprocess is refused first.
+        ("pack", "_write_split", "preprocess"),
         # The second job's pack would swap new split files in under the first job's loader workers.
         ("finetune", "_evaluate_and_keep_best", "pack"),
         ("export", "onnx_runner", "export"),
