@@ -19,7 +19,6 @@ scalar ones are kept here (``biofound evaluate`` writes the full report).
 
 from __future__ import annotations
 
-from contextlib import closing, nullcontext
 from typing import Any, Sequence
 
 import numpy as np
@@ -139,18 +138,8 @@ class ValidationBatches:
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    objective: Objective,
-    dataset: Dataset | ValidationBatches,
-    *,
-    batch_size: int = 1,
-    device: torch.device,
-    num_workers: int = 0,
-    signal_names: Sequence[str] = (),
-    context: distributed.DistributedContext | None = None,
-) -> dict[str, Any]:
-    """Mean loss and scalar task metrics of ``model`` on ``dataset``.
+def evaluate(model: nn.Module, objective: Objective, batches: ValidationBatches, *, device: torch.device) -> dict[str, Any]:
+    """Mean loss and scalar task metrics of ``model`` on a validation split's ``batches``.
 
     Parameters
     ----------
@@ -159,21 +148,11 @@ def evaluate(
         mode for the pass and set back to its mode after.
     objective : Objective
         Feeds each batch to the model and computes its loss and logits.
-    dataset : Dataset | ValidationBatches
-        A labelled split (e.g. a :class:`~biofound_cli.store.dataset.PackedDataset`), read in order,
-        or its batches kept from one evaluation to the next (which fix the batching, workers and job:
-        ``batch_size``, ``num_workers``, ``signal_names`` and ``context`` are then not read).
-    batch_size : int
-        Windows per batch.
+    batches : ValidationBatches
+        This rank's batches of the split, read in order (their job: every rank must call this, and each
+        scores its share; every rank gets the same metrics), kept from one evaluation to the next.
     device : torch.device
         Where the batches go (the model's device).
-    num_workers : int
-        DataLoader worker processes; 0 reads in this process.
-    signal_names : sequence of str
-        Stop signals the calling process handles; loader workers ignore them.
-    context : DistributedContext, optional
-        The job: every rank must call this, and each scores its share of the batches; every rank
-        gets the same metrics. ``None`` (or one process): all the batches here.
 
     Returns
     -------
@@ -182,17 +161,6 @@ def evaluate(
         not depend on the batching); for fine-tuning also ``val_balanced_accuracy``,
         ``val_auroc``, ... (classification) or ``val_mae``, ... (regression).
     """
-    with (
-        nullcontext(dataset)
-        if isinstance(dataset, ValidationBatches)
-        else closing(
-            ValidationBatches(dataset, batch_size=batch_size, num_workers=num_workers, signal_names=signal_names, context=context)
-        )
-    ) as batches:
-        return _scored(model, objective, batches, device)
-
-
-def _scored(model: nn.Module, objective: Objective, batches: ValidationBatches, device: torch.device) -> dict[str, Any]:
     was_training = model.training
     model.eval()
     context = batches.context

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import pytest
 import torch
 from fixtures.tiny_job import DictDataset, TinyNet
 
-from biofound_cli.training.evaluate import _windows_of_this_rank, evaluate
+from biofound_cli.training.evaluate import ValidationBatches, _windows_of_this_rank, evaluate
 from biofound_cli.training.objectives import Objective, supervised_loss
 
 
@@ -16,10 +18,7 @@ def test_weighted_validation_loss_is_the_whole_splits_whatever_the_batch_size():
     torch.manual_seed(0)
     model, dataset = TinyNet(), DictDataset(13, seed=1)
     objective = Objective("femba", "mcc", class_weights=[1.0, 4.0, 0.5])
-    losses = [
-        evaluate(model, objective, dataset, batch_size=size, device=torch.device("cpu"), num_workers=2)["val_loss"]
-        for size in (4, 5)
-    ]
+    losses = [_evaluated(model, objective, dataset, batch_size=size, num_workers=2)["val_loss"] for size in (4, 5)]
     with torch.no_grad():
         logits, _ = model(dataset.x, torch.zeros_like(dataset.x, dtype=torch.bool))
     expected = supervised_loss(logits, dataset.y, "mcc", class_weights=torch.tensor([1.0, 4.0, 0.5])).item()
@@ -34,20 +33,25 @@ def test_pretraining_validation_loss_is_the_same_for_any_batch_size_and_rank_cou
     from biofound_cli.training.distributed import DistributedContext
 
     model, objective, dataset = _pretraining_case(family)
-    cpu = torch.device("cpu")
-    losses = [evaluate(model, objective, dataset, batch_size=size, device=cpu, num_workers=2)["val_loss"] for size in (1, 4, 13)]
+    losses = [_evaluated(model, objective, dataset, batch_size=size, num_workers=2)["val_loss"] for size in (1, 4, 13)]
     for world_size in (2, 3):
         shares = []
         for rank in range(world_size):
             context = DistributedContext(rank=rank, world_size=world_size)
             with _gathering_alone():
-                shares.append(evaluate(model, objective, dataset, batch_size=4, device=cpu, context=context))
+                shares.append(_evaluated(model, objective, dataset, batch_size=4, context=context))
         # Each rank's loss is the mean of its share; weighted by its windows, the split's.
         sizes = [len(_windows_of_this_rank(13, 4, DistributedContext(rank=r, world_size=world_size))) for r in range(world_size)]
         losses.append(sum(share["val_loss"] * n for share, n in zip(shares, sizes, strict=True)) / 13)
     assert losses == pytest.approx([losses[0]] * len(losses), rel=1e-5)
-    again = evaluate(model, objective, dataset, batch_size=4, device=cpu)["val_loss"]
+    again = _evaluated(model, objective, dataset, batch_size=4)["val_loss"]
     assert again == losses[1]  # and the same at every evaluation
+
+
+def _evaluated(model, objective, dataset, **loader):
+    """``evaluate`` of ``dataset`` through a ``ValidationBatches`` of its own, ended after (as ``fit`` ends its own)."""
+    with closing(ValidationBatches(dataset, **loader)) as batches:
+        return evaluate(model, objective, batches, device=torch.device("cpu"))
 
 
 def _pretraining_case(family):
